@@ -1,0 +1,202 @@
+//! Request and response bodies.
+//!
+//! Request types reject unknown fields and carry `validator` rules; response
+//! types reject unknown fields too, which is how the edge keeps an undeclared
+//! field from ever leaving the host.
+
+use std::borrow::Cow;
+
+use jiff::Timestamp;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use validator::{Validate, ValidationError};
+
+use crate::values::{AdminId, LoginPassword, Name, OrgId, Password, Role, Token, TotpCode, Username};
+
+/// A schema-level rule's error that names the field it is about.
+fn field_error(field: &'static str, code: &'static str, message: &'static str) -> ValidationError {
+    let mut err = ValidationError::new(code).with_message(Cow::Borrowed(message));
+    err.add_param(Cow::Borrowed("field"), &field);
+    err
+}
+
+/// `POST /api/v1/setup`: create the first admin with the one-time setup token.
+#[derive(Debug, Clone, Serialize, Deserialize, Validate, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[validate(schema(function = "setup_password_differs"))]
+pub struct SetupRequest {
+    /// The token printed at first start and stored in `DATA_DIR/setup-token`.
+    pub token: Token,
+    /// The first admin's login name.
+    pub username: Username,
+    /// The first admin's password.
+    pub password: Password,
+}
+
+fn setup_password_differs(req: &SetupRequest) -> Result<(), ValidationError> {
+    if req.password.expose().to_lowercase().contains(req.username.as_str()) {
+        return Err(field_error("password", "contains_username", "must not contain the username"));
+    }
+    Ok(())
+}
+
+/// An administrator as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Admin {
+    /// The admin's id.
+    pub id: AdminId,
+    /// The login name.
+    pub username: Username,
+    /// What the admin may do.
+    pub role: Role,
+}
+
+/// `POST /api/v1/auth/login`.
+#[derive(Debug, Clone, Serialize, Deserialize, Validate, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    /// The login name.
+    pub username: Username,
+    /// The password.
+    pub password: LoginPassword,
+    /// The current TOTP code, when the admin has enrolled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub totp_code: Option<TotpCode>,
+}
+
+/// The answer to a successful login; the session itself is in the cookie.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginResponse {
+    /// Send this as `X-CSRF-Token` on every state-changing request.
+    pub csrf_token: String,
+    /// Who logged in.
+    pub admin: Admin,
+    /// When the session ends.
+    pub expires_at: Timestamp,
+}
+
+/// `POST /api/v1/orgs`.
+#[derive(Debug, Clone, Serialize, Deserialize, Validate, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OrgCreate {
+    /// The organization's name, unique.
+    pub name: Name,
+}
+
+/// `PATCH /api/v1/orgs/{id}`: the fields to change.
+#[derive(Debug, Clone, Serialize, Deserialize, Validate, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[validate(schema(function = "org_patch_not_empty"))]
+pub struct OrgPatch {
+    /// A new name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<Name>,
+}
+
+fn org_patch_not_empty(patch: &OrgPatch) -> Result<(), ValidationError> {
+    if patch.name.is_none() {
+        return Err(field_error("name", "empty_patch", "nothing to change: give at least one field"));
+    }
+    Ok(())
+}
+
+/// An organization.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Org {
+    /// The id.
+    pub id: OrgId,
+    /// The name.
+    pub name: Name,
+    /// When it was created.
+    pub created_at: Timestamp,
+}
+
+/// A page of a list; `next_cursor` fetches the next one.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Page<T> {
+    /// The items of this page.
+    pub items: Vec<T>,
+    /// Pass as `?cursor=` for the next page; absent on the last one.
+    #[serde(default)]
+    pub next_cursor: Option<String>,
+}
+
+/// How an audited action ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// Carried out.
+    Success,
+    /// Refused (authentication, permission, conflict, validation).
+    Denied,
+    /// Failed on our side.
+    Error,
+}
+
+impl Outcome {
+    /// The outcome's name on the wire and in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Denied => "denied",
+            Outcome::Error => "error",
+        }
+    }
+}
+
+/// One entry of the hash-chained audit log.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuditEntry {
+    /// Position in the chain, from 1.
+    pub id: i64,
+    /// When it happened.
+    pub time: Timestamp,
+    /// Who did it: `admin:<username>`, `token:<prefix>`, `anonymous`, `system`.
+    pub actor: String,
+    /// The client's address as the edge saw it.
+    pub client_addr: Option<String>,
+    /// The request id.
+    pub request_id: Option<String>,
+    /// What was attempted, e.g. `org.create`.
+    pub action: String,
+    /// What it was done to, e.g. `org:<id>`.
+    pub target: Option<String>,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// A short reason for refusals and errors.
+    pub detail: Option<String>,
+    /// SHA-256 over this entry and `prev_hash`, hex.
+    pub hash: String,
+    /// The previous entry's hash (64 zeros for the first).
+    pub prev_hash: String,
+}
+
+/// `GET /healthz`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Health {
+    /// Always `ok` when answered.
+    pub status: String,
+}
+
+/// `GET /readyz`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Ready {
+    /// `ready` or `not-ready`.
+    pub status: String,
+    /// Whether the core answered.
+    pub core: bool,
+    /// Whether the edge has a certificate loaded.
+    pub certificate: bool,
+}
+
+/// A page of organizations.
+pub type OrgPage = Page<Org>;
+/// A page of the audit log.
+pub type AuditPage = Page<AuditEntry>;

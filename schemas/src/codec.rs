@@ -1,0 +1,213 @@
+//! Parse, validate, re-encode: the functions a route table entry points at.
+//!
+//! A static table cannot hold a type, but it can hold a function pointer
+//! instantiated for one. [`RequestBody::of`] and [`ResponseBody::of`] do that,
+//! so the edge can run "bytes → `T` → checked → canonical bytes" for whatever
+//! type a route names, without knowing the type.
+
+use std::borrow::Cow;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use validator::{Validate, ValidationErrors, ValidationErrorsKind};
+
+use crate::problem::FieldError;
+
+/// A request body type, type-erased.
+#[derive(Clone, Copy)]
+pub struct RequestBody {
+    /// The Rust type's short name (also its OpenAPI component name).
+    pub name: fn() -> Cow<'static, str>,
+    /// Parses and validates `bytes` as the type and returns it re-encoded.
+    pub reencode: fn(&[u8]) -> Result<Vec<u8>, Vec<FieldError>>,
+    /// The type's JSON schema (a `$ref` into the generator's definitions).
+    pub schema: fn(&mut SchemaGenerator) -> Schema,
+}
+
+impl RequestBody {
+    /// The entry for `T`.
+    pub const fn of<T: DeserializeOwned + Serialize + Validate + JsonSchema>() -> Self {
+        Self { name: T::schema_name, reencode: reencode_request::<T>, schema: subschema::<T> }
+    }
+}
+
+impl std::fmt::Debug for RequestBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RequestBody({})", (self.name)())
+    }
+}
+
+/// A response body type, type-erased.
+#[derive(Clone, Copy)]
+pub struct ResponseBody {
+    /// The Rust type's short name (also its OpenAPI component name).
+    pub name: fn() -> Cow<'static, str>,
+    /// Parses `bytes` as the type (unknown fields refused) and re-encodes it.
+    pub filter: fn(&[u8]) -> Result<Vec<u8>, String>,
+    /// The type's JSON schema.
+    pub schema: fn(&mut SchemaGenerator) -> Schema,
+}
+
+impl ResponseBody {
+    /// The entry for `T`.
+    pub const fn of<T: DeserializeOwned + Serialize + JsonSchema>() -> Self {
+        Self { name: T::schema_name, filter: filter_response::<T>, schema: subschema::<T> }
+    }
+}
+
+impl std::fmt::Debug for ResponseBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ResponseBody({})", (self.name)())
+    }
+}
+
+fn subschema<T: JsonSchema>(generator: &mut SchemaGenerator) -> Schema {
+    generator.subschema_for::<T>()
+}
+
+/// Parses `bytes` into `T` (unknown fields refused, trailing bytes refused)
+/// and runs its `validator` rules. Errors name the fields at fault.
+pub fn decode_request<T: DeserializeOwned + Validate>(bytes: &[u8]) -> Result<T, Vec<FieldError>> {
+    // serde's derived structs also accept a JSON array of their fields in
+    // order; a request body is always an object, so refuse anything else.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(vec![FieldError::new("body", "must be a JSON object")]);
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| vec![serde_field_error(&e)])?;
+    de.end().map_err(|e| vec![FieldError::new("body", strip_position(&e.to_string()))])?;
+    value.validate().map_err(|e| {
+        let mut out = Vec::new();
+        flatten_validation("", &e, &mut out);
+        out.sort_by(|a, b| a.field.cmp(&b.field));
+        out
+    })?;
+    Ok(value)
+}
+
+fn reencode_request<T: DeserializeOwned + Serialize + Validate>(bytes: &[u8]) -> Result<Vec<u8>, Vec<FieldError>> {
+    let value = decode_request::<T>(bytes)?;
+    serde_json::to_vec(&value).map_err(|e| vec![FieldError::new("body", e.to_string())])
+}
+
+fn filter_response<T: DeserializeOwned + Serialize>(bytes: &[u8]) -> Result<Vec<u8>, String> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| format!("{}: {}", e.path(), e.inner()))?;
+    de.end().map_err(|e| e.to_string())?;
+    serde_json::to_vec(&value).map_err(|e| e.to_string())
+}
+
+/// Turns a serde error into the field it concerns and a message without
+/// serde_json's line/column suffix.
+fn serde_field_error(e: &serde_path_to_error::Error<serde_json::Error>) -> FieldError {
+    let inner = e.inner();
+    let message = strip_position(&inner.to_string());
+    if inner.is_syntax() || inner.is_eof() {
+        return FieldError::new("body", format!("malformed JSON: {message}"));
+    }
+    let path = e.path().to_string();
+    let base = if path == "." { String::new() } else { path };
+    // serde names the culprit of these two in the message, not in the path.
+    for marker in ["unknown field `", "missing field `", "duplicate field `"] {
+        if let Some(rest) = message.strip_prefix(marker)
+            && let Some(name) = rest.split('`').next()
+        {
+            let text = marker.trim_end_matches(" `").trim_end_matches(" field").to_owned() + " field";
+            // serde_path_to_error already puts an unknown field in the path.
+            let already = base == name || base.ends_with(&format!(".{name}"));
+            return FieldError::new(if already { base } else { join(&base, name) }, text);
+        }
+    }
+    let field = if base.is_empty() { "body".to_owned() } else { base };
+    FieldError::new(field, message)
+}
+
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(at) => message[..at].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+fn join(base: &str, name: &str) -> String {
+    if base.is_empty() { name.to_owned() } else { format!("{base}.{name}") }
+}
+
+fn flatten_validation(prefix: &str, errors: &ValidationErrors, out: &mut Vec<FieldError>) {
+    for (field, kind) in errors.errors() {
+        let path = join(prefix, field);
+        match kind {
+            ValidationErrorsKind::Field(list) => {
+                for err in list {
+                    let message = err.message.as_ref().map_or_else(|| err.code.to_string(), ToString::to_string);
+                    // Struct-level rules land under `__all__`; ours name their
+                    // field in a `field` parameter.
+                    let path = if field == "__all__" {
+                        match err.params.get("field").and_then(|v| v.as_str()) {
+                            Some(name) => join(prefix, name),
+                            None if prefix.is_empty() => "body".to_owned(),
+                            None => prefix.to_owned(),
+                        }
+                    } else {
+                        path.clone()
+                    };
+                    out.push(FieldError::new(path, message));
+                }
+            }
+            ValidationErrorsKind::Struct(inner) => flatten_validation(&path, inner, out),
+            ValidationErrorsKind::List(items) => {
+                for (index, inner) in items {
+                    flatten_validation(&format!("{path}[{index}]"), inner, out);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::api::{OrgCreate, SetupRequest};
+
+    fn fields(r: Result<OrgCreate, Vec<FieldError>>) -> Vec<String> {
+        r.err().unwrap().into_iter().map(|e| e.field).collect()
+    }
+
+    #[test]
+    fn names_the_unknown_field() {
+        let errs = decode_request::<OrgCreate>(br#"{"name":"a","admin":true}"#).unwrap_err();
+        assert_eq!(errs, vec![FieldError::new("admin", "unknown field")]);
+    }
+
+    #[test]
+    fn names_missing_wrong_type_and_bad_value() {
+        assert_eq!(fields(decode_request(br"{}")), ["name"]);
+        assert_eq!(fields(decode_request(br#"{"name":5}"#)), ["name"]);
+        assert_eq!(fields(decode_request(br#"{"name":""}"#)), ["name"]);
+        assert_eq!(fields(decode_request(br#"{"name":"a","name":"b"}"#)), ["name"]);
+    }
+
+    #[test]
+    fn malformed_and_trailing_json_is_the_body() {
+        assert_eq!(fields(decode_request(br#"{"name":"#)), ["body"]);
+        assert_eq!(fields(decode_request(br#"{"name":"a"} {}"#)), ["body"]);
+        assert_eq!(fields(decode_request(b"")), ["body"]);
+        assert_eq!(fields(decode_request(br#"[1]"#)), ["body"]);
+    }
+
+    #[test]
+    fn validator_rules_name_their_field() {
+        let body = br#"{"token":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA","username":"alice","password":"alice-alice-alice"}"#;
+        let errs = decode_request::<SetupRequest>(body).unwrap_err();
+        assert_eq!(errs[0].field, "password");
+    }
+
+    #[test]
+    fn reencoding_is_canonical() {
+        let body = RequestBody::of::<OrgCreate>();
+        let out = (body.reencode)(b" {\n \"name\" : \"Acme\" } ").unwrap();
+        assert_eq!(out, br#"{"name":"Acme"}"#);
+    }
+}

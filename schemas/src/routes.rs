@@ -1,0 +1,345 @@
+//! The route table and the matcher the edge runs on every request.
+//!
+//! A route's path is a template whose parameters carry their type:
+//! `/api/v1/orgs/{id:uuid}`. A request whose path segment does not parse as
+//! that type does not match the route, so a malformed id is a 404 that never
+//! reaches the core. The table itself is in [`table`].
+
+use std::sync::LazyLock;
+
+use crate::codec::{RequestBody, ResponseBody};
+use crate::query::QueryParam;
+use crate::values::{Role, parse_canonical_uuid};
+
+mod table;
+pub use table::ROUTES;
+
+/// The HTTP methods routes use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Method {
+    /// GET
+    Get,
+    /// POST
+    Post,
+    /// PUT
+    Put,
+    /// PATCH
+    Patch,
+    /// DELETE
+    Delete,
+}
+
+impl Method {
+    /// The method's name as on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Patch => "PATCH",
+            Method::Delete => "DELETE",
+        }
+    }
+
+    /// Parses a method name; anything else matches no route.
+    pub fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "GET" => Method::Get,
+            "POST" => Method::Post,
+            "PUT" => Method::Put,
+            "PATCH" => Method::Patch,
+            "DELETE" => Method::Delete,
+            _ => return None,
+        })
+    }
+
+    /// Whether requests with this method change state (and so need CSRF
+    /// protection and an audit entry).
+    pub fn is_mutation(self) -> bool {
+        !matches!(self, Method::Get)
+    }
+}
+
+/// Who may call a route. The core enforces it; the table documents it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone, no credential.
+    Public,
+    /// Any signed-in admin or API token, whatever its role.
+    AnyRole,
+    /// `admin` or `operator`.
+    Manage,
+    /// `admin` or `auditor`.
+    Audit,
+    /// `admin` only.
+    AdminOnly,
+}
+
+impl Access {
+    /// Whether `role` may call a route with this access.
+    pub fn allows(self, role: Role) -> bool {
+        match self {
+            Access::Public | Access::AnyRole => true,
+            Access::Manage => matches!(role, Role::Admin | Role::Operator),
+            Access::Audit => matches!(role, Role::Admin | Role::Auditor),
+            Access::AdminOnly => role == Role::Admin,
+        }
+    }
+
+    /// Short name, for the OpenAPI document.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Access::Public => "public",
+            Access::AnyRole => "any-role",
+            Access::Manage => "admin-or-operator",
+            Access::Audit => "admin-or-auditor",
+            Access::AdminOnly => "admin",
+        }
+    }
+}
+
+/// Which process answers a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServedBy {
+    /// The edge answers itself; nothing is forwarded.
+    Edge,
+    /// The edge validates and forwards to the core.
+    Core,
+}
+
+/// One documented answer of a route.
+#[derive(Debug, Clone, Copy)]
+pub struct Response {
+    /// The status.
+    pub status: u16,
+    /// The body type, or `None` for an empty body.
+    pub body: Option<ResponseBody>,
+    /// What it means.
+    pub doc: &'static str,
+}
+
+/// One entry of the route table.
+#[derive(Debug, Clone, Copy)]
+pub struct Route {
+    /// The OpenAPI operationId, also used in logs.
+    pub operation: &'static str,
+    /// The method.
+    pub method: Method,
+    /// The path template, with typed parameters: `{id:uuid}`, `{token:token}`.
+    pub path: &'static str,
+    /// Who may call it.
+    pub access: Access,
+    /// The query parameters it accepts; anything else is a 400.
+    pub query: &'static [QueryParam],
+    /// The body type; `None` means the route takes no body.
+    pub body: Option<RequestBody>,
+    /// The largest body accepted, in bytes; over it is a 413.
+    pub body_limit: usize,
+    /// The successful answers; errors are always problem documents.
+    pub responses: &'static [Response],
+    /// Which process answers.
+    pub served_by: ServedBy,
+    /// One line for the OpenAPI document.
+    pub summary: &'static str,
+}
+
+/// The type of a path parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamKind {
+    /// A canonical hyphenated UUID.
+    Uuid,
+    /// A 256-bit base64url token (43 characters).
+    Token,
+}
+
+impl ParamKind {
+    fn parse(name: &str) -> Option<Self> {
+        match name {
+            "uuid" => Some(ParamKind::Uuid),
+            "token" => Some(ParamKind::Token),
+            _ => None,
+        }
+    }
+
+    /// Returns the canonical form of `segment`, or `None` if it is not one.
+    fn canonical(self, segment: &str) -> Option<String> {
+        match self {
+            ParamKind::Uuid => parse_canonical_uuid(segment).map(|u| u.to_string()),
+            ParamKind::Token => {
+                let ok = segment.len() == 43 && segment.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                ok.then(|| segment.to_owned())
+            }
+        }
+    }
+
+    /// The OpenAPI schema of the value.
+    pub fn schema(self) -> serde_json::Value {
+        match self {
+            ParamKind::Uuid => serde_json::json!({"type": "string", "format": "uuid"}),
+            ParamKind::Token => serde_json::json!({"type": "string", "pattern": "^[A-Za-z0-9_-]{43}$"}),
+        }
+    }
+}
+
+/// One segment of a compiled path template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Segment {
+    /// Must equal the request's segment.
+    Literal(&'static str),
+    /// A typed parameter.
+    Param {
+        /// Its name.
+        name: &'static str,
+        /// Its type.
+        kind: ParamKind,
+    },
+}
+
+/// Splits a template into segments. Panics on a malformed template: the table
+/// is a compile-time constant and a test walks every entry.
+#[allow(clippy::panic)]
+pub fn compile(template: &'static str) -> Vec<Segment> {
+    let Some(rest) = template.strip_prefix('/') else { panic!("route {template} must start with /") };
+    rest.split('/')
+        .map(|seg| match seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+            Some(inner) => {
+                let (name, kind) = inner.split_once(':').unwrap_or_else(|| panic!("{template}: parameter needs a type"));
+                let kind = ParamKind::parse(kind).unwrap_or_else(|| panic!("{template}: unknown parameter type {kind}"));
+                Segment::Param { name, kind }
+            }
+            None => Segment::Literal(seg),
+        })
+        .collect()
+}
+
+/// The template with types removed, as OpenAPI writes it: `/api/v1/orgs/{id}`.
+pub fn openapi_path(template: &'static str) -> String {
+    let mut out = String::new();
+    for seg in compile(template) {
+        out.push('/');
+        match seg {
+            Segment::Literal(s) => out.push_str(s),
+            Segment::Param { name, .. } => {
+                out.push('{');
+                out.push_str(name);
+                out.push('}');
+            }
+        }
+    }
+    out
+}
+
+static COMPILED: LazyLock<Vec<Vec<Segment>>> = LazyLock::new(|| ROUTES.iter().map(|r| compile(r.path)).collect());
+
+/// What the matcher decided.
+#[derive(Debug)]
+pub enum Match {
+    /// A route matched.
+    Found {
+        /// The route.
+        route: &'static Route,
+        /// The typed parameters, in template order, canonical.
+        params: Vec<(&'static str, String)>,
+        /// The path rebuilt from the template and the canonical parameters:
+        /// what the edge forwards instead of the client's bytes.
+        canonical_path: String,
+    },
+    /// The path matched, but not with this method.
+    MethodNotAllowed {
+        /// The methods that would match, for the `Allow` header.
+        allow: Vec<Method>,
+    },
+    /// No route has this path.
+    NotFound,
+}
+
+/// Matches a request's method and path (without the query) against the table.
+pub fn match_route(method: &str, path: &str) -> Match {
+    let Some(rest) = path.strip_prefix('/') else { return Match::NotFound };
+    let method = Method::parse(method);
+    let mut allow = Vec::new();
+    for (route, segments) in ROUTES.iter().zip(COMPILED.iter()) {
+        let Some((params, canonical_path)) = match_segments(segments, rest) else { continue };
+        if Some(route.method) == method {
+            return Match::Found { route, params, canonical_path };
+        }
+        allow.push(route.method);
+    }
+    if allow.is_empty() {
+        Match::NotFound
+    } else {
+        allow.sort();
+        allow.dedup();
+        Match::MethodNotAllowed { allow }
+    }
+}
+
+fn match_segments(segments: &[Segment], rest: &str) -> Option<(Vec<(&'static str, String)>, String)> {
+    let mut parts = rest.split('/');
+    let mut params = Vec::new();
+    let mut canonical = String::with_capacity(rest.len() + 1);
+    for seg in segments {
+        let part = parts.next()?;
+        canonical.push('/');
+        match seg {
+            Segment::Literal(lit) => {
+                if part != *lit {
+                    return None;
+                }
+                canonical.push_str(lit);
+            }
+            Segment::Param { name, kind } => {
+                let value = kind.canonical(part)?;
+                canonical.push_str(&value);
+                params.push((*name, value));
+            }
+        }
+    }
+    if parts.next().is_some() {
+        return None;
+    }
+    Some((params, canonical))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+    use super::*;
+
+    #[test]
+    fn every_template_compiles_and_is_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for route in ROUTES {
+            compile(route.path);
+            assert!(seen.insert((route.method, openapi_path(route.path))), "duplicate route {} {}", route.method.as_str(), route.path);
+            assert!(route.body.is_some() || route.body_limit == 0, "{}: limit without body", route.operation);
+            assert!(route.body.is_none() || route.method.is_mutation(), "{}: GET with body", route.operation);
+        }
+    }
+
+    #[test]
+    fn matches_typed_ids_and_canonicalises() {
+        let id = "0192F0C4-8C3E-7A6B-9A8B-0123456789AB";
+        match match_route("GET", &format!("/api/v1/orgs/{id}")) {
+            Match::Found { route, params, canonical_path } => {
+                assert_eq!(route.operation, "orgs.get");
+                assert_eq!(params[0].1, id.to_lowercase());
+                assert_eq!(canonical_path, format!("/api/v1/orgs/{}", id.to_lowercase()));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn malformed_id_unknown_path_and_wrong_method() {
+        assert!(matches!(match_route("GET", "/api/v1/orgs/123"), Match::NotFound));
+        assert!(matches!(match_route("GET", "/api/v1/orgs/"), Match::NotFound));
+        assert!(matches!(match_route("GET", "/api/v1/nope"), Match::NotFound));
+        assert!(matches!(match_route("GET", "//api/v1/orgs"), Match::NotFound));
+        match match_route("PUT", "/api/v1/orgs") {
+            Match::MethodNotAllowed { allow } => assert_eq!(allow, [Method::Get, Method::Post]),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(match_route("BREW", "/api/v1/orgs"), Match::MethodNotAllowed { .. }));
+    }
+}
