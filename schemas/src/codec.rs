@@ -14,13 +14,16 @@ use validator::{Validate, ValidationErrors, ValidationErrorsKind};
 
 use crate::problem::FieldError;
 
+/// Parses, validates and re-encodes a request body, or names the fields at fault.
+pub type Reencode = fn(&[u8]) -> Result<Vec<u8>, Vec<FieldError>>;
+
 /// A request body type, type-erased.
 #[derive(Clone, Copy)]
 pub struct RequestBody {
     /// The Rust type's short name (also its OpenAPI component name).
     pub name: fn() -> Cow<'static, str>,
     /// Parses and validates `bytes` as the type and returns it re-encoded.
-    pub reencode: fn(&[u8]) -> Result<Vec<u8>, Vec<FieldError>>,
+    pub reencode: Reencode,
     /// The type's JSON schema (a `$ref` into the generator's definitions).
     pub schema: fn(&mut SchemaGenerator) -> Schema,
 }

@@ -57,6 +57,8 @@ pub enum Kind {
     NotFound,
     /// 405: the route exists but not with this method.
     MethodNotAllowed,
+    /// 408: the body did not arrive in time.
+    RequestTimeout,
     /// 409: the change conflicts with the current state.
     Conflict,
     /// 410: the thing existed but is used up or expired.
@@ -88,6 +90,7 @@ impl Kind {
             Kind::Forbidden => 403,
             Kind::NotFound => 404,
             Kind::MethodNotAllowed => 405,
+            Kind::RequestTimeout => 408,
             Kind::Conflict => 409,
             Kind::Gone => 410,
             Kind::PayloadTooLarge => 413,
@@ -108,6 +111,7 @@ impl Kind {
             Kind::Forbidden => ("forbidden", "Forbidden"),
             Kind::NotFound => ("not-found", "Not found"),
             Kind::MethodNotAllowed => ("method-not-allowed", "Method not allowed"),
+            Kind::RequestTimeout => ("request-timeout", "Request timeout"),
             Kind::Conflict => ("conflict", "Conflict"),
             Kind::Gone => ("gone", "Gone"),
             Kind::PayloadTooLarge => ("payload-too-large", "Payload too large"),

@@ -1,0 +1,168 @@
+//! The loopback hop to the core.
+//!
+//! The edge builds every forwarded request itself: the canonical path, the
+//! re-encoded query and body, the allow-listed client headers and its own
+//! three headers (client address, request id, proof of origin). Nothing else
+//! the client sent crosses.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use schemas::wire;
+
+use crate::secret::OriginSecret;
+
+/// The largest answer the edge accepts from the core.
+const MAX_CORE_RESPONSE: usize = 16 * 1024 * 1024;
+
+/// Why a forwarded request got no usable answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    /// The core could not be reached.
+    #[error("core unreachable: {0}")]
+    Unreachable(#[source] hyper_util::client::legacy::Error),
+    /// The core did not answer in time.
+    #[error("core did not answer within {0:?}")]
+    Timeout(Duration),
+    /// The answer could not be read, or was too large.
+    #[error("reading the core's answer: {0}")]
+    Body(String),
+    /// The request could not be built (a bug, not client input).
+    #[error("building the request: {0}")]
+    Build(#[from] http::Error),
+}
+
+/// What the core answered.
+#[derive(Debug)]
+pub struct CoreAnswer {
+    /// The status.
+    pub status: StatusCode,
+    /// The headers, unfiltered.
+    pub headers: HeaderMap,
+    /// The whole body.
+    pub body: Bytes,
+}
+
+/// A pooled HTTP/1.1 client for the core.
+#[derive(Debug, Clone)]
+pub struct CoreClient {
+    client: Client<HttpConnector, Full<Bytes>>,
+    authority: String,
+    proof: HeaderValue,
+    timeout: Duration,
+}
+
+/// What the edge adds to a forwarded request.
+#[derive(Debug, Clone, Copy)]
+pub struct Provenance<'a> {
+    /// The client's address.
+    pub client: SocketAddr,
+    /// The request id.
+    pub request_id: &'a str,
+}
+
+impl CoreClient {
+    /// A client for the core at `addr`.
+    pub fn new(addr: SocketAddr, secret: &OriginSecret, timeout: Duration) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(2)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(512)
+            .build(connector);
+        Self { client, authority: addr.to_string(), proof: secret.header_value(), timeout }
+    }
+
+    /// Sends one request. `path_and_query` must be canonical (built by the
+    /// edge); `client_headers` are filtered here.
+    pub async fn send(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        client_headers: &HeaderMap,
+        body: Option<Bytes>,
+        from: Provenance<'_>,
+    ) -> Result<CoreAnswer, ForwardError> {
+        let uri = format!("http://{}{}", self.authority, path_and_query);
+        let mut builder = Request::builder().method(method).uri(uri);
+        let headers = builder.headers_mut().ok_or_else(|| ForwardError::Body("request builder failed".into()))?;
+        copy_allowed(client_headers, headers);
+        headers.insert(wire::ORIGIN_PROOF, self.proof.clone());
+        if let Ok(v) = HeaderValue::from_str(&from.client.to_string()) {
+            headers.insert(wire::CLIENT_ADDR, v);
+        }
+        if let Ok(v) = HeaderValue::from_str(from.request_id) {
+            headers.insert(wire::REQUEST_ID, v);
+        }
+        let body = match body {
+            Some(bytes) => {
+                headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                Full::new(bytes)
+            }
+            None => Full::new(Bytes::new()),
+        };
+        let request = builder.body(body)?;
+
+        let exchange = async {
+            let response = self.client.request(request).await.map_err(ForwardError::Unreachable)?;
+            let (parts, body) = response.into_parts();
+            let body = Limited::new(body, MAX_CORE_RESPONSE)
+                .collect()
+                .await
+                .map_err(|e| ForwardError::Body(e.to_string()))?
+                .to_bytes();
+            Ok(CoreAnswer { status: parts.status, headers: parts.headers, body })
+        };
+        tokio::time::timeout(self.timeout, exchange).await.map_err(|_| ForwardError::Timeout(self.timeout))?
+    }
+}
+
+/// Copies the allow-listed client headers. HTTP/2 clients may split
+/// `cookie` into several fields; HTTP/1.1 wants them joined with `; `.
+fn copy_allowed(from: &HeaderMap, to: &mut HeaderMap) {
+    for name in wire::FORWARDED_REQUEST_HEADERS {
+        if *name == "cookie" {
+            let joined: Vec<&str> = from.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).collect();
+            if !joined.is_empty()
+                && let Ok(v) = HeaderValue::from_str(&joined.join("; "))
+            {
+                to.insert(header::COOKIE, v);
+            }
+            continue;
+        }
+        for value in from.get_all(*name) {
+            to.append(*name, value.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn only_allowed_headers_cross_and_cookies_join() {
+        let mut from = HeaderMap::new();
+        from.append("cookie", HeaderValue::from_static("a=1"));
+        from.append("cookie", HeaderValue::from_static("b=2"));
+        from.insert("authorization", HeaderValue::from_static("Bearer x"));
+        from.insert(wire::ORIGIN_PROOF, HeaderValue::from_static("forged"));
+        from.insert(wire::CLIENT_ADDR, HeaderValue::from_static("198.18.0.9:1"));
+        from.insert("x-forwarded-for", HeaderValue::from_static("198.18.0.9"));
+        from.insert("host", HeaderValue::from_static("evil"));
+        let mut to = HeaderMap::new();
+        copy_allowed(&from, &mut to);
+        assert_eq!(to.get("cookie").unwrap(), "a=1; b=2");
+        assert_eq!(to.get("authorization").unwrap(), "Bearer x");
+        assert_eq!(to.len(), 2);
+    }
+}

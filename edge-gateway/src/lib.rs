@@ -1,0 +1,107 @@
+//! `rampart-edge`: the only Rampart process that faces the internet.
+//!
+//! It terminates TLS, answers ACME challenges and redirects on plain HTTP,
+//! and runs every HTTPS request through the route table in `schemas` before
+//! anything reaches the core. See [`gateway`] for the pipeline.
+//!
+//! # Layout
+//! - [`config`]: flags and environment.
+//! - [`server`]: accept loops and connection limits.
+//! - [`gateway`]: the HTTPS request pipeline (match, validate, forward, filter).
+//! - [`redirect`]: the plain-HTTP listener.
+//! - [`forward`]: the pooled loopback client to the core.
+//! - [`respond`]: problem documents and the headers on every answer.
+//! - [`throttle`]: per-address limits on sign-in and setup.
+//! - [`tls`]: rustls configuration and the swappable certificate.
+//! - [`secret`]: the origin secret that proves a request came through here.
+
+pub mod config;
+pub mod forward;
+pub mod gateway;
+pub mod redirect;
+pub mod respond;
+pub mod secret;
+pub mod server;
+pub mod throttle;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::config::EdgeConfig;
+use crate::forward::CoreClient;
+use crate::gateway::Gateway;
+use crate::redirect::Redirector;
+use crate::secret::OriginSecret;
+use crate::server::Limits;
+use crate::throttle::Throttle;
+use crate::tls::{CertFiles, CertStore, Origin};
+
+/// An edge whose listeners are bound, ready to serve.
+#[derive(Debug)]
+pub struct BoundEdge {
+    http: TcpListener,
+    https: TcpListener,
+    gateway: Arc<Gateway>,
+    tls: Arc<rustls::ServerConfig>,
+    redirect_port: u16,
+    limits: Limits,
+}
+
+impl BoundEdge {
+    /// Loads or creates the certificate and binds both listeners.
+    pub async fn bind(config: &EdgeConfig, secret: &OriginSecret) -> anyhow::Result<Self> {
+        let files = CertFiles::in_state_dir(&config.state_dir);
+        let (key, origin) = tls::load_or_create(&files, &tls::self_signed_names()).context("setting up the TLS certificate")?;
+        if origin == Origin::CreatedSelfSigned {
+            warn!("************************************************************");
+            warn!("* USING A SELF-SIGNED CERTIFICATE: browsers will warn and  *");
+            warn!("* clients cannot verify this server. Configure ACME or     *");
+            warn!("* install a certificate before exposing this host.         *");
+            warn!("************************************************************");
+            warn!(cert = %files.cert.display(), "self-signed certificate created");
+        } else {
+            info!(cert = %files.cert.display(), "certificate loaded");
+        }
+        let store = Arc::new(CertStore::new(key));
+        let tls = tls::server_config(Arc::clone(&store)).context("building the TLS configuration")?;
+
+        let http = TcpListener::bind(config.http_addr).await.with_context(|| format!("binding HTTP on {}", config.http_addr))?;
+        let https = TcpListener::bind(config.https_addr).await.with_context(|| format!("binding HTTPS on {}", config.https_addr))?;
+        let https_port = https.local_addr()?.port();
+
+        let core = CoreClient::new(config.core_addr, secret, config.core_timeout);
+        let gateway = Arc::new(Gateway::new(core, Throttle::new(config.login_attempts_per_minute), store, config.body_timeout));
+        let limits = Limits {
+            max_connections: config.max_connections,
+            max_header_bytes: config.max_header_bytes,
+            header_timeout: config.header_timeout,
+        };
+        Ok(Self { http, https, gateway, tls, redirect_port: config.public_https_port.unwrap_or(https_port), limits })
+    }
+
+    /// The bound plain-HTTP address.
+    pub fn http_addr(&self) -> std::io::Result<SocketAddr> {
+        self.http.local_addr()
+    }
+
+    /// The bound HTTPS address.
+    pub fn https_addr(&self) -> std::io::Result<SocketAddr> {
+        self.https.local_addr()
+    }
+
+    /// Serves until `shutdown` is cancelled, then drains open connections.
+    pub async fn serve(self, shutdown: CancellationToken) {
+        info!(http = ?self.http.local_addr().ok(), https = ?self.https.local_addr().ok(), "edge listening");
+        let acceptor = tokio_rustls::TlsAcceptor::from(self.tls);
+        let https = server::serve_https(self.https, acceptor, self.gateway, self.limits, shutdown.clone());
+        let http = server::serve_http(self.http, Redirector::new(self.redirect_port), self.limits, shutdown);
+        tokio::join!(https, http);
+        info!("edge stopped");
+    }
+}

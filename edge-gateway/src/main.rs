@@ -1,0 +1,71 @@
+//! `rampart-edge`: parse the configuration, read the origin secret, build the
+//! runtime, serve until told to stop.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use edge_gateway::config::EdgeConfig;
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+/// Exit status for a configuration the edge refuses (sysexits EX_USAGE).
+const EXIT_USAGE: u8 = 64;
+
+fn main() -> ExitCode {
+    let config = EdgeConfig::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .init();
+    if !config.core_addr.ip().is_loopback() {
+        tracing::error!(core_addr = %config.core_addr, "the core address must be a loopback address");
+        return ExitCode::from(EXIT_USAGE);
+    }
+    match run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(config: EdgeConfig) -> anyhow::Result<()> {
+    let (secret, from_stdin) = edge_gateway::secret::read(&config.origin_secret_file)?;
+    let shutdown = CancellationToken::new();
+    if from_stdin {
+        let on_eof = shutdown.clone();
+        std::thread::Builder::new()
+            .name("parent-watch".into())
+            .spawn(move || {
+                edge_gateway::secret::watch_stdin(|| {
+                    tracing::info!("supervisor gone (stdin closed); shutting down");
+                    on_eof.cancel();
+                });
+            })
+            .context("starting the parent watch thread")?;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("building the runtime")?;
+    runtime.block_on(async move {
+        let edge = edge_gateway::BoundEdge::bind(&config, &secret).await?;
+        let signals = shutdown.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            signals.cancel();
+        });
+        edge.serve(shutdown).await;
+        Ok(())
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM; shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT; shutting down"),
+    }
+}

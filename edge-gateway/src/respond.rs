@@ -1,0 +1,68 @@
+//! Building answers: problem documents, JSON, and the headers every answer
+//! carries.
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Response, StatusCode};
+use http_body_util::Full;
+use schemas::problem::{self, Kind, Problem};
+
+/// The body type of every answer.
+pub type Body = Full<Bytes>;
+
+/// Headers on every answer, whatever produced it.
+const SECURITY_HEADERS: [(HeaderName, &str); 5] = [
+    (header::STRICT_TRANSPORT_SECURITY, "max-age=63072000; includeSubDomains"),
+    (header::CONTENT_SECURITY_POLICY, "default-src 'self'; frame-ancestors 'none'"),
+    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    (header::REFERRER_POLICY, "no-referrer"),
+    (header::X_FRAME_OPTIONS, "DENY"),
+];
+
+/// Adds the security headers and the request id. Anything that looks like a
+/// server banner is removed.
+pub fn finish(headers: &mut HeaderMap, request_id: &str) {
+    for (name, value) in SECURITY_HEADERS {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    headers.remove(header::SERVER);
+    headers.remove("x-powered-by");
+    if let Ok(value) = HeaderValue::from_str(request_id) {
+        headers.insert(schemas::wire::PUBLIC_REQUEST_ID, value);
+    }
+}
+
+/// An answer with `body` of `content_type`.
+pub fn bytes(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>, request_id: &str) -> Response<Body> {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    finish(headers, request_id);
+    response
+}
+
+/// A JSON answer.
+pub fn json(status: StatusCode, body: impl Into<Bytes>, request_id: &str) -> Response<Body> {
+    bytes(status, "application/json", body, request_id)
+}
+
+/// A problem document answer.
+pub fn problem(problem: Problem, request_id: &str) -> Response<Body> {
+    let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let body = problem.with_request_id(request_id).to_bytes();
+    bytes(status, problem::CONTENT_TYPE, body, request_id)
+}
+
+/// A problem of `kind` with `detail`.
+pub fn error(kind: Kind, detail: impl Into<String>, request_id: &str) -> Response<Body> {
+    problem(Problem::new(kind, detail), request_id)
+}
+
+/// A 429 with `Retry-After`.
+pub fn too_many(retry_after_secs: u64, detail: impl Into<String>, request_id: &str) -> Response<Body> {
+    let mut response = error(Kind::TooManyRequests, detail, request_id);
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs.max(1)));
+    response
+}

@@ -1,0 +1,157 @@
+//! Accept loops for the two listeners, with the connection limits.
+//!
+//! Connections are bounded by a semaphore: when it is exhausted the loop
+//! stops accepting and new clients wait in the kernel's queue instead of
+//! costing memory here. TLS handshakes and request heads each have a time
+//! limit, and request heads a size limit, so a slow or oversized client
+//! cannot hold a slot for long.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::gateway::Gateway;
+use crate::redirect::Redirector;
+
+/// Limits applied to every client connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Most simultaneous connections per listener.
+    pub max_connections: usize,
+    /// Largest request head, in bytes.
+    pub max_header_bytes: usize,
+    /// Time for the TLS handshake and for each request head.
+    pub header_timeout: Duration,
+}
+
+/// How long open connections get to finish after shutdown starts.
+const DRAIN: Duration = Duration::from_secs(10);
+
+fn builder(limits: Limits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        // hyper's floor for its read buffer is 8 KiB.
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .max_headers(100);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(128)
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20));
+    builder
+}
+
+/// Serves HTTPS on `listener` until `shutdown`.
+pub async fn serve_https(listener: TcpListener, acceptor: TlsAcceptor, gateway: Arc<Gateway>, limits: Limits, shutdown: CancellationToken) {
+    let builder = Arc::new(builder(limits));
+    accept_loop(listener, limits, shutdown, move |tcp, peer, graceful| {
+        let acceptor = acceptor.clone();
+        let gateway = Arc::clone(&gateway);
+        let builder = Arc::clone(&builder);
+        async move {
+            let tls = match tokio::time::timeout(limits.header_timeout, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => return debug!(%peer, error = %e, "TLS handshake failed"),
+                Err(_) => return debug!(%peer, "TLS handshake timed out"),
+            };
+            let service = service_fn(move |request| {
+                let gateway = Arc::clone(&gateway);
+                async move { Ok::<_, Infallible>(gateway.handle(request, peer).await) }
+            });
+            let conn = builder.serve_connection(TokioIo::new(tls), service);
+            if let Err(e) = graceful.watch(conn.into_owned()).await {
+                debug!(%peer, error = %e, "connection ended with an error");
+            }
+        }
+    })
+    .await;
+}
+
+/// Serves the plain-HTTP redirector on `listener` until `shutdown`.
+pub async fn serve_http(listener: TcpListener, redirector: Redirector, limits: Limits, shutdown: CancellationToken) {
+    let builder = Arc::new(builder(limits));
+    accept_loop(listener, limits, shutdown, move |tcp, _peer, graceful| {
+        let redirector = redirector.clone();
+        let builder = Arc::clone(&builder);
+        async move {
+            let service = service_fn(move |request| {
+                let response = redirector.handle(&request);
+                async move { Ok::<_, Infallible>(response) }
+            });
+            let conn = builder.serve_connection(TokioIo::new(tcp), service);
+            let _ = graceful.watch(conn.into_owned()).await;
+        }
+    })
+    .await;
+}
+
+async fn accept_loop<F, Fut>(listener: TcpListener, limits: Limits, shutdown: CancellationToken, serve: F)
+where
+    F: Fn(TcpStream, SocketAddr, Watcher) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let graceful = GracefulShutdown::new();
+    loop {
+        let permit = tokio::select! {
+            permit = Arc::clone(&slots).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            () = shutdown.cancelled() => break,
+        };
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Usually EMFILE; back off instead of spinning.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let peer = canonical_peer(peer);
+        let task = serve(tcp, peer, graceful.watcher());
+        tokio::spawn(async move {
+            task.await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    info!("listener closed; draining open connections");
+    if tokio::time::timeout(DRAIN, graceful.shutdown()).await.is_err() {
+        warn!("connections still open after {DRAIN:?}; closing them");
+    }
+}
+
+/// IPv4 clients on a dual-stack socket appear as `::ffff:a.b.c.d`; show
+/// and key them as IPv4.
+fn canonical_peer(peer: SocketAddr) -> SocketAddr {
+    match peer {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::from((v4, v6.port())),
+            None => peer,
+        },
+        SocketAddr::V4(_) => peer,
+    }
+}

@@ -1,0 +1,207 @@
+//! TLS: the server configuration and the certificate it presents.
+//!
+//! The certificate sits behind [`CertStore`], a resolver that can be swapped
+//! while connections are open (ACME renewals replace it in place). On first
+//! start, with no certificate, the edge makes a self-signed one and says so
+//! loudly.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+
+/// Why TLS could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A PEM file did not hold what it should.
+    #[error("{path}: {what}")]
+    Pem {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong.
+        what: String,
+    },
+    /// Generating the self-signed certificate failed.
+    #[error("generating a self-signed certificate: {0}")]
+    Generate(#[from] rcgen::Error),
+    /// rustls refused the configuration.
+    #[error(transparent)]
+    Rustls(#[from] rustls::Error),
+}
+
+/// The provider every TLS object in the edge uses.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The certificate currently presented; replaceable at run time.
+#[derive(Debug)]
+pub struct CertStore {
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl CertStore {
+    /// A store presenting `key`.
+    pub fn new(key: Arc<CertifiedKey>) -> Self {
+        Self { current: RwLock::new(key) }
+    }
+
+    /// Presents `key` to every handshake from now on; open connections keep
+    /// the certificate they negotiated.
+    pub fn replace(&self, key: Arc<CertifiedKey>) {
+        match self.current.write() {
+            Ok(mut guard) => *guard = key,
+            Err(poisoned) => *poisoned.into_inner() = key,
+        }
+    }
+
+    /// The certificate presented now.
+    pub fn current(&self) -> Arc<CertifiedKey> {
+        match self.current.read() {
+            Ok(guard) => Arc::clone(&guard),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+}
+
+impl ResolvesServerCert for CertStore {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current())
+    }
+}
+
+/// The rustls server configuration: TLS 1.3 and 1.2, AEAD suites only (the
+/// ring provider offers no others), ALPN h2 then http/1.1.
+pub fn server_config(store: Arc<CertStore>) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let provider = provider();
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_no_client_auth()
+        .with_cert_resolver(store);
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.ticketer = rustls::crypto::ring::Ticketer::new()?;
+    Ok(Arc::new(config))
+}
+
+/// Where the edge keeps its certificate.
+#[derive(Debug, Clone)]
+pub struct CertFiles {
+    /// The chain, PEM.
+    pub cert: PathBuf,
+    /// The private key, PEM, mode 0600.
+    pub key: PathBuf,
+}
+
+impl CertFiles {
+    /// The files under the edge's state directory.
+    pub fn in_state_dir(state_dir: &Path) -> Self {
+        let dir = state_dir.join("tls");
+        Self { cert: dir.join("cert.pem"), key: dir.join("key.pem") }
+    }
+}
+
+/// What [`load_or_create`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// Loaded from the files.
+    Loaded,
+    /// Made a new self-signed certificate and wrote it.
+    CreatedSelfSigned,
+}
+
+/// Loads the certificate, or makes a self-signed one for `names` when there
+/// is none yet.
+pub fn load_or_create(files: &CertFiles, names: &[String]) -> Result<(Arc<CertifiedKey>, Origin), TlsError> {
+    if files.cert.exists() && files.key.exists() {
+        return Ok((load(files)?, Origin::Loaded));
+    }
+    let generated = rcgen::generate_simple_self_signed(names.to_vec())?;
+    let dir = files.cert.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).map_err(|source| TlsError::Io { path: dir.to_owned(), source })?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(|source| TlsError::Io { path: dir.to_owned(), source })?;
+    write_private(&files.key, generated.signing_key.serialize_pem().as_bytes())?;
+    write_private(&files.cert, generated.cert.pem().as_bytes())?;
+    Ok((load(files)?, Origin::CreatedSelfSigned))
+}
+
+/// Reads a PEM chain and key into a signing key rustls can use.
+pub fn load(files: &CertFiles) -> Result<Arc<CertifiedKey>, TlsError> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
+        .map_err(|e| TlsError::Pem { path: files.cert.clone(), what: e.to_string() })?
+        .collect::<Result<_, _>>()
+        .map_err(|e| TlsError::Pem { path: files.cert.clone(), what: e.to_string() })?;
+    if chain.is_empty() {
+        return Err(TlsError::Pem { path: files.cert.clone(), what: "no certificate in file".into() });
+    }
+    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| TlsError::Pem { path: files.key.clone(), what: e.to_string() })?;
+    Ok(Arc::new(CertifiedKey::from_der(chain, key, &provider())?))
+}
+
+/// Writes `bytes` to a new file readable only by its owner, replacing any
+/// old one atomically.
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
+    let tmp = path.with_extension("tmp");
+    let io = |source| TlsError::Io { path: path.to_owned(), source };
+    let _ = fs::remove_file(&tmp);
+    let mut file = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(io)?;
+    file.write_all(bytes).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    fs::rename(&tmp, path).map_err(io)
+}
+
+/// The names a self-signed certificate is made for: localhost, the loopback
+/// addresses and this host's name.
+pub fn self_signed_names() -> Vec<String> {
+    let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+    if let Ok(host) = fs::read_to_string("/proc/sys/kernel/hostname") {
+        let host = host.trim();
+        if !host.is_empty() && host != "localhost" && host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.') {
+            names.push(host.to_owned());
+        }
+    }
+    names
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn only_aead_suites() {
+        for suite in &provider().cipher_suites {
+            let name = format!("{:?}", suite.suite());
+            assert!(name.contains("_GCM_") || name.ends_with("CHACHA20_POLY1305_SHA256"), "{name}");
+        }
+    }
+
+    #[test]
+    fn self_signed_is_created_once_and_key_is_private() {
+        let dir = std::env::temp_dir().join(format!("rampart-tls-{}", uuid::Uuid::new_v4()));
+        let files = CertFiles::in_state_dir(&dir);
+        let (first, origin) = load_or_create(&files, &["localhost".into()]).unwrap();
+        assert_eq!(origin, Origin::CreatedSelfSigned);
+        let mode = fs::metadata(&files.key).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let (second, origin) = load_or_create(&files, &["localhost".into()]).unwrap();
+        assert_eq!(origin, Origin::Loaded);
+        assert_eq!(first.cert, second.cert);
+        fs::remove_dir_all(dir).unwrap();
+    }
+}
