@@ -1,0 +1,10 @@
+//! The `rampart` command.
+//!
+//! # Layout
+//! - [`serve`]: `rampart serve`: the configuration, the data directory and
+//!   the first-start banner.
+//! - [`supervisor`]: starts the core and the edge as child processes,
+//!   restarts a crashed one with backoff, stops both on SIGTERM/SIGINT.
+
+pub mod serve;
+pub mod supervisor;

@@ -1,0 +1,105 @@
+//! `rampart`: the command operators type.
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use rampart_cli::serve::{self, ServeArgs, ServeConfig};
+use rampart_cli::supervisor::{self, ChildSpec, Ending, Supervised};
+use tracing_subscriber::EnvFilter;
+
+/// Exit status for a refused configuration (sysexits EX_USAGE).
+const EXIT_USAGE: u8 = 64;
+
+#[derive(Debug, Parser)]
+#[command(name = "rampart", version, about = "A security-hardened VPN server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run Rampart: the core and the edge, supervised.
+    Serve(ServeArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Serve(args) => {
+            let config = match args.resolve(rustix::process::geteuid().is_root()) {
+                Ok(config) => config,
+                Err(e) => {
+                    tracing::error!("{e}");
+                    return ExitCode::from(EXIT_USAGE);
+                }
+            };
+            match run_serve(config) {
+                Ok(Ending::Signalled) => ExitCode::SUCCESS,
+                Ok(Ending::ConfigRefused(_)) => ExitCode::from(EXIT_USAGE),
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn run_serve(config: ServeConfig) -> anyhow::Result<Ending> {
+    let secret = serve::prepare_data_dir(&config).with_context(|| format!("preparing {}", config.data_dir.display()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let core = Supervised::start(core_spec(&config), secret.clone()).await?;
+        wait_for_port(config.core_addr, Duration::from_secs(30)).await;
+        let edge = Supervised::start(edge_spec(&config), secret).await?;
+        tracing::info!(url = %config.https_url(), data_dir = %config.data_dir.display(), "rampart is starting");
+        serve::print_setup_banner(&config);
+        Ok(supervisor::supervise(vec![core, edge]).await?)
+    })
+}
+
+fn core_spec(config: &ServeConfig) -> ChildSpec {
+    ChildSpec {
+        name: "core",
+        program: config.bin_dir.join("rampart-core"),
+        args: args(&[("--listen", config.core_addr.to_string().into()), ("--data-dir", config.data_dir.clone().into())]),
+    }
+}
+
+fn edge_spec(config: &ServeConfig) -> ChildSpec {
+    ChildSpec {
+        name: "edge",
+        program: config.bin_dir.join("rampart-edge"),
+        args: args(&[
+            ("--http-addr", config.http_addr.to_string().into()),
+            ("--https-addr", config.https_addr.to_string().into()),
+            ("--core-addr", config.core_addr.to_string().into()),
+            ("--state-dir", config.edge_state_dir().into()),
+        ]),
+    }
+}
+
+fn args(pairs: &[(&str, OsString)]) -> Vec<OsString> {
+    pairs.iter().flat_map(|(flag, value)| [OsString::from(flag), value.clone()]).collect()
+}
+
+/// Waits until something accepts on `addr`, so the edge's first requests
+/// find the core and the setup banner finds the token file.
+async fn wait_for_port(addr: std::net::SocketAddr, limit: Duration) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tracing::warn!(%addr, "the core is not accepting connections yet");
+}
