@@ -1,0 +1,99 @@
+//! A small API client: the setup → login dance and requests that carry the
+//! session cookie and CSRF header the way the console does.
+
+use reqwest::{Method, Response, StatusCode};
+use serde_json::{Value, json};
+
+use crate::Rampart;
+
+/// The first admin's credentials in every test.
+pub const ADMIN: &str = "admin";
+/// Their password.
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// A signed-in API session.
+#[derive(Debug, Clone)]
+pub struct Session {
+    client: reqwest::Client,
+    base: String,
+    cookie: String,
+    /// The CSRF token from login.
+    pub csrf: String,
+    /// The login answer.
+    pub login: Value,
+}
+
+/// Creates the first admin with the setup token.
+pub async fn setup(rampart: &Rampart) -> Response {
+    let body = json!({"token": rampart.setup_token(), "username": ADMIN, "password": PASSWORD});
+    rampart.client().post(rampart.url("/api/v1/setup")).json(&body).send().await.unwrap()
+}
+
+/// Signs in; returns the raw answer.
+pub async fn login_raw(rampart: &Rampart, username: &str, password: &str) -> Response {
+    let body = json!({"username": username, "password": password});
+    rampart.client().post(rampart.url("/api/v1/auth/login")).json(&body).send().await.unwrap()
+}
+
+impl Session {
+    /// Runs setup (if needed) and signs in as the first admin.
+    pub async fn admin(rampart: &Rampart) -> Self {
+        if rampart.data_dir.join("setup-token").exists() {
+            let r = setup(rampart).await;
+            assert_eq!(r.status(), StatusCode::CREATED, "setup: {}", r.text().await.unwrap_or_default());
+        }
+        Self::login(rampart, ADMIN, PASSWORD).await
+    }
+
+    /// Signs in as `username`.
+    pub async fn login(rampart: &Rampart, username: &str, password: &str) -> Self {
+        let r = login_raw(rampart, username, password).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let cookie = r
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| v.starts_with("__Host-rampart_session="))
+            .expect("session cookie")
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned();
+        let login: Value = r.json().await.unwrap();
+        let csrf = login["csrf_token"].as_str().unwrap().to_owned();
+        Self { client: rampart.client(), base: rampart.url(""), cookie, csrf, login }
+    }
+
+    /// A request with the session cookie and, for state changes, the CSRF
+    /// header.
+    pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        let mut rb = self.client.request(method.clone(), format!("{}{path}", self.base)).header("cookie", &self.cookie);
+        if method != Method::GET {
+            rb = rb.header("x-csrf-token", &self.csrf);
+        }
+        rb
+    }
+
+    /// GET, returning status and JSON.
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let r = self.request(Method::GET, path).send().await.unwrap();
+        (r.status(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// A JSON request, returning status and JSON.
+    pub async fn send(&self, method: Method, path: &str, body: Value) -> (StatusCode, Value) {
+        let r = self.request(method, path).json(&body).send().await.unwrap();
+        (r.status(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// A bodiless state change (DELETE, logout), returning status.
+    pub async fn call(&self, method: Method, path: &str) -> StatusCode {
+        self.request(method, path).send().await.unwrap().status()
+    }
+
+    /// The raw cookie pair, for tests that replay it.
+    pub fn cookie(&self) -> &str {
+        &self.cookie
+    }
+}
