@@ -29,7 +29,9 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .with_writer(std::io::stderr)
         .init();
     match cli.command {
@@ -54,8 +56,11 @@ fn main() -> ExitCode {
 }
 
 fn run_serve(config: ServeConfig) -> anyhow::Result<Ending> {
-    let secret = serve::prepare_data_dir(&config).with_context(|| format!("preparing {}", config.data_dir.display()))?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let secret = serve::prepare_data_dir(&config)
+        .with_context(|| format!("preparing {}", config.data_dir.display()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         let core = Supervised::start(core_spec(&config), secret.clone()).await?;
         wait_for_port(config.core_addr, Duration::from_secs(30)).await;
@@ -70,7 +75,10 @@ fn core_spec(config: &ServeConfig) -> ChildSpec {
     ChildSpec {
         name: "core",
         program: config.bin_dir.join("rampart-core"),
-        args: args(&[("--listen", config.core_addr.to_string().into()), ("--data-dir", config.data_dir.clone().into())]),
+        args: args(&[
+            ("--listen", config.core_addr.to_string().into()),
+            ("--data-dir", config.data_dir.clone().into()),
+        ]),
     }
 }
 
@@ -88,7 +96,10 @@ fn edge_spec(config: &ServeConfig) -> ChildSpec {
 }
 
 fn args(pairs: &[(&str, OsString)]) -> Vec<OsString> {
-    pairs.iter().flat_map(|(flag, value)| [OsString::from(flag), value.clone()]).collect()
+    pairs
+        .iter()
+        .flat_map(|(flag, value)| [OsString::from(flag), value.clone()])
+        .collect()
 }
 
 /// Waits until something accepts on `addr`, so the edge's first requests

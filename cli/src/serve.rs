@@ -57,7 +57,9 @@ pub struct ServeConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The core would be reachable from the network.
-    #[error("--core-addr {0} is not a loopback address: the core must only listen on loopback (127.0.0.0/8 or ::1)")]
+    #[error(
+        "--core-addr {0} is not a loopback address: the core must only listen on loopback (127.0.0.0/8 or ::1)"
+    )]
     CoreNotLoopback(SocketAddr),
     /// The current directory or the program's location is unknown.
     #[error("cannot resolve {what}: {source}")]
@@ -85,20 +87,32 @@ impl ServeArgs {
         let data_dir = if data_dir.is_absolute() {
             data_dir
         } else {
-            std::env::current_dir().map_err(|source| ConfigError::Path { what: "the current directory", source })?.join(data_dir)
+            std::env::current_dir()
+                .map_err(|source| ConfigError::Path {
+                    what: "the current directory",
+                    source,
+                })?
+                .join(data_dir)
         };
         let bin_dir = match self.bin_dir {
             Some(dir) => dir,
             None => std::env::current_exe()
-                .map_err(|source| ConfigError::Path { what: "this program's location", source })?
+                .map_err(|source| ConfigError::Path {
+                    what: "this program's location",
+                    source,
+                })?
                 .parent()
                 .map(Path::to_path_buf)
                 .unwrap_or_default(),
         };
         Ok(ServeConfig {
             data_dir,
-            http_addr: self.http_addr.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], http))),
-            https_addr: self.https_addr.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], https))),
+            http_addr: self
+                .http_addr
+                .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], http))),
+            https_addr: self
+                .https_addr
+                .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], https))),
             core_addr: self.core_addr,
             bin_dir,
         })
@@ -135,19 +149,30 @@ impl ServeConfig {
 /// Creates the data directory (mode 0700) and returns the per-install origin
 /// secret, creating it (mode 0600) on first start.
 pub fn prepare_data_dir(config: &ServeConfig) -> std::io::Result<String> {
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(&config.data_dir)?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&config.data_dir)?;
     fs::set_permissions(&config.data_dir, fs::Permissions::from_mode(0o700))?;
     let path = config.data_dir.join("origin-secret");
     match fs::read_to_string(&path) {
-        Ok(text) if text.trim().len() == 64 && hex::decode(text.trim()).is_ok() => return Ok(text.trim().to_owned()),
-        Ok(_) => tracing::warn!(path = %path.display(), "origin secret file is malformed; making a new one"),
+        Ok(text) if text.trim().len() == 64 && hex::decode(text.trim()).is_ok() => {
+            return Ok(text.trim().to_owned());
+        }
+        Ok(_) => {
+            tracing::warn!(path = %path.display(), "origin secret file is malformed; making a new one")
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
     let secret = hex::encode(rand::random::<[u8; 32]>());
     let tmp = path.with_extension("tmp");
     let _ = fs::remove_file(&tmp);
-    let mut file = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
     file.write_all(secret.as_bytes())?;
     file.sync_all()?;
     fs::rename(&tmp, &path)?;
@@ -157,14 +182,19 @@ pub fn prepare_data_dir(config: &ServeConfig) -> std::io::Result<String> {
 /// Prints how to create the first admin, if setup is still pending.
 #[allow(clippy::print_stdout)]
 pub fn print_setup_banner(config: &ServeConfig) {
-    let Ok(token) = fs::read_to_string(config.setup_token_file()) else { return };
+    let Ok(token) = fs::read_to_string(config.setup_token_file()) else {
+        return;
+    };
     let token = token.trim();
     let url = config.https_url();
     println!();
     println!("================================================================");
     println!(" Rampart is running. No admin exists yet.");
     println!();
-    println!(" One-time setup token (also in {}):", config.setup_token_file().display());
+    println!(
+        " One-time setup token (also in {}):",
+        config.setup_token_file().display()
+    );
     println!("   {token}");
     println!();
     println!(" Open this URL to create the first admin:");
@@ -172,7 +202,9 @@ pub fn print_setup_banner(config: &ServeConfig) {
     println!();
     println!(" or, from a shell:");
     println!("   curl -k {url}/api/v1/setup -H 'content-type: application/json' \\");
-    println!("     -d '{{\"token\":\"{token}\",\"username\":\"admin\",\"password\":\"<12+ characters>\"}}'");
+    println!(
+        "     -d '{{\"token\":\"{token}\",\"username\":\"admin\",\"password\":\"<12+ characters>\"}}'"
+    );
     println!("================================================================");
     println!();
 }
@@ -183,7 +215,13 @@ mod tests {
     use super::*;
 
     fn args() -> ServeArgs {
-        ServeArgs { data_dir: None, http_addr: None, https_addr: None, core_addr: "127.0.0.1:7878".parse().unwrap(), bin_dir: None }
+        ServeArgs {
+            data_dir: None,
+            http_addr: None,
+            https_addr: None,
+            core_addr: "127.0.0.1:7878".parse().unwrap(),
+            bin_dir: None,
+        }
     }
 
     #[test]
@@ -200,10 +238,19 @@ mod tests {
     #[test]
     fn core_must_be_loopback() {
         for addr in ["0.0.0.0:7878", "198.18.0.1:7878", "[::]:7878"] {
-            let a = ServeArgs { core_addr: addr.parse().unwrap(), ..args() };
-            assert!(matches!(a.resolve(false), Err(ConfigError::CoreNotLoopback(_))), "{addr}");
+            let a = ServeArgs {
+                core_addr: addr.parse().unwrap(),
+                ..args()
+            };
+            assert!(
+                matches!(a.resolve(false), Err(ConfigError::CoreNotLoopback(_))),
+                "{addr}"
+            );
         }
-        let v6 = ServeArgs { core_addr: "[::1]:7878".parse().unwrap(), ..args() };
+        let v6 = ServeArgs {
+            core_addr: "[::1]:7878".parse().unwrap(),
+            ..args()
+        };
         assert!(v6.resolve(false).is_ok());
     }
 }

@@ -66,7 +66,13 @@ enum Event {
 impl Supervised {
     /// Starts `spec`, handing it `secret`.
     pub async fn start(spec: ChildSpec, secret: String) -> std::io::Result<Self> {
-        let mut this = Self { spec, secret, running: None, restart_at: None, quick_failures: 0 };
+        let mut this = Self {
+            spec,
+            secret,
+            running: None,
+            restart_at: None,
+            quick_failures: 0,
+        };
         this.spawn().await?;
         Ok(this)
     }
@@ -84,9 +90,19 @@ impl Supervised {
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
             .spawn()
-            .map_err(|e| std::io::Error::new(e.kind(), format!("starting {}: {e}", self.spec.program.display())))?;
-        let mut stdin = child.stdin.take().ok_or_else(|| std::io::Error::other("child has no stdin"))?;
-        stdin.write_all(format!("{}\n", self.secret).as_bytes()).await?;
+            .map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("starting {}: {e}", self.spec.program.display()),
+                )
+            })?;
+        let mut stdin = child
+            .stdin
+            .take()
+            .ok_or_else(|| std::io::Error::other("child has no stdin"))?;
+        stdin
+            .write_all(format!("{}\n", self.secret).as_bytes())
+            .await?;
         stdin.flush().await?;
         info!(child = self.spec.name, pid = child.id(), "started");
         self.running = Some((child, stdin, Instant::now()));
@@ -108,13 +124,21 @@ impl Supervised {
     /// Handles an exit: schedules the restart, or says the configuration was
     /// refused.
     fn exited(&mut self, status: std::io::Result<ExitStatus>) -> Result<(), Ending> {
-        let ran = self.running.take().map_or(Duration::ZERO, |(_, _, started)| started.elapsed());
+        let ran = self
+            .running
+            .take()
+            .map_or(Duration::ZERO, |(_, _, started)| started.elapsed());
         match &status {
             Ok(s) if s.code() == Some(EXIT_USAGE) => {
-                error!(child = self.spec.name, "refused its configuration (exit status 64); stopping");
+                error!(
+                    child = self.spec.name,
+                    "refused its configuration (exit status 64); stopping"
+                );
                 return Err(Ending::ConfigRefused(self.spec.name));
             }
-            Ok(s) => warn!(child = self.spec.name, status = %s, ran_ms = ran.as_millis() as u64, "exited"),
+            Ok(s) => {
+                warn!(child = self.spec.name, status = %s, ran_ms = ran.as_millis() as u64, "exited")
+            }
             Err(e) => warn!(child = self.spec.name, error = %e, "wait failed"),
         }
         if ran >= STABLE_AFTER {
@@ -122,7 +146,11 @@ impl Supervised {
         }
         let delay = backoff(self.quick_failures);
         self.quick_failures = self.quick_failures.saturating_add(1);
-        warn!(child = self.spec.name, delay_ms = delay.as_millis() as u64, "restarting after delay");
+        warn!(
+            child = self.spec.name,
+            delay_ms = delay.as_millis() as u64,
+            "restarting after delay"
+        );
         self.restart_at = Some(Instant::now() + delay);
         Ok(())
     }
@@ -140,9 +168,15 @@ impl Supervised {
     /// if it has not stopped within the grace period.
     pub async fn stop(&mut self) {
         self.restart_at = None;
-        let Some((mut child, stdin, _)) = self.running.take() else { return };
+        let Some((mut child, stdin, _)) = self.running.take() else {
+            return;
+        };
         drop(stdin);
-        if let Some(pid) = child.id().and_then(|id| i32::try_from(id).ok()).and_then(rustix::process::Pid::from_raw) {
+        if let Some(pid) = child
+            .id()
+            .and_then(|id| i32::try_from(id).ok())
+            .and_then(rustix::process::Pid::from_raw)
+        {
             let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
         }
         match tokio::time::timeout(STOP_GRACE, child.wait()).await {
@@ -158,7 +192,9 @@ impl Supervised {
 
 /// The delay before restart number `failures + 1`.
 pub fn backoff(failures: u32) -> Duration {
-    FIRST_DELAY.saturating_mul(1u32.checked_shl(failures.min(16)).unwrap_or(u32::MAX)).min(MAX_DELAY)
+    FIRST_DELAY
+        .saturating_mul(1u32.checked_shl(failures.min(16)).unwrap_or(u32::MAX))
+        .min(MAX_DELAY)
 }
 
 /// Supervises `children` until SIGTERM/SIGINT or a refused configuration,
@@ -168,7 +204,10 @@ pub async fn supervise(mut children: Vec<Supervised>) -> std::io::Result<Ending>
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let ending = loop {
-        let events = children.iter_mut().enumerate().map(|(i, c)| Box::pin(async move { (i, c.next_event().await) }));
+        let events = children
+            .iter_mut()
+            .enumerate()
+            .map(|(i, c)| Box::pin(async move { (i, c.next_event().await) }));
         let next = futures_select_all(events);
         tokio::select! {
             _ = term.recv() => { info!("SIGTERM: stopping"); break Ending::Signalled; }

@@ -78,7 +78,12 @@ impl CoreClient {
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(512)
             .build(connector);
-        Self { client, authority: addr.to_string(), proof: secret.header_value(), timeout }
+        Self {
+            client,
+            authority: addr.to_string(),
+            proof: secret.header_value(),
+            timeout,
+        }
     }
 
     /// Sends one request. `path_and_query` must be canonical (built by the
@@ -93,7 +98,9 @@ impl CoreClient {
     ) -> Result<CoreAnswer, ForwardError> {
         let uri = format!("http://{}{}", self.authority, path_and_query);
         let mut builder = Request::builder().method(method).uri(uri);
-        let headers = builder.headers_mut().ok_or_else(|| ForwardError::Body("request builder failed".into()))?;
+        let headers = builder
+            .headers_mut()
+            .ok_or_else(|| ForwardError::Body("request builder failed".into()))?;
         copy_allowed(client_headers, headers);
         headers.insert(wire::ORIGIN_PROOF, self.proof.clone());
         if let Ok(v) = HeaderValue::from_str(&from.client.to_string()) {
@@ -104,7 +111,10 @@ impl CoreClient {
         }
         let body = match body {
             Some(bytes) => {
-                headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                headers.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
                 Full::new(bytes)
             }
             None => Full::new(Bytes::new()),
@@ -112,16 +122,26 @@ impl CoreClient {
         let request = builder.body(body)?;
 
         let exchange = async {
-            let response = self.client.request(request).await.map_err(ForwardError::Unreachable)?;
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(ForwardError::Unreachable)?;
             let (parts, body) = response.into_parts();
             let body = Limited::new(body, MAX_CORE_RESPONSE)
                 .collect()
                 .await
                 .map_err(|e| ForwardError::Body(e.to_string()))?
                 .to_bytes();
-            Ok(CoreAnswer { status: parts.status, headers: parts.headers, body })
+            Ok(CoreAnswer {
+                status: parts.status,
+                headers: parts.headers,
+                body,
+            })
         };
-        tokio::time::timeout(self.timeout, exchange).await.map_err(|_| ForwardError::Timeout(self.timeout))?
+        tokio::time::timeout(self.timeout, exchange)
+            .await
+            .map_err(|_| ForwardError::Timeout(self.timeout))?
     }
 }
 
@@ -130,7 +150,11 @@ impl CoreClient {
 fn copy_allowed(from: &HeaderMap, to: &mut HeaderMap) {
     for name in wire::FORWARDED_REQUEST_HEADERS {
         if *name == "cookie" {
-            let joined: Vec<&str> = from.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).collect();
+            let joined: Vec<&str> = from
+                .get_all(header::COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect();
             if !joined.is_empty()
                 && let Ok(v) = HeaderValue::from_str(&joined.join("; "))
             {

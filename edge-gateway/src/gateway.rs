@@ -44,9 +44,20 @@ pub struct Gateway {
 
 impl Gateway {
     /// A gateway forwarding to `core`.
-    pub fn new(core: CoreClient, throttle: Throttle, certs: Arc<CertStore>, body_timeout: Duration) -> Self {
+    pub fn new(
+        core: CoreClient,
+        throttle: Throttle,
+        certs: Arc<CertStore>,
+        body_timeout: Duration,
+    ) -> Self {
         let openapi = Bytes::from(schemas::openapi::document_text());
-        Self { core, throttle, certs, openapi, body_timeout }
+        Self {
+            core,
+            throttle,
+            certs,
+            openapi,
+            body_timeout,
+        }
     }
 
     /// Answers one request from `peer`.
@@ -65,23 +76,53 @@ impl Gateway {
         response
     }
 
-    async fn dispatch(&self, request: Request<Incoming>, peer: SocketAddr, request_id: &str) -> (Response<Body>, &'static str) {
-        let (route, canonical_path) = match match_route(request.method().as_str(), request.uri().path()) {
-            Match::Found { route, canonical_path, .. } => (route, canonical_path),
-            Match::MethodNotAllowed { allow } => {
-                let allow: Vec<&str> = allow.iter().map(|m| m.as_str()).collect();
-                let mut response = respond::error(Kind::MethodNotAllowed, format!("this path allows {}", allow.join(", ")), request_id);
-                if let Ok(value) = HeaderValue::from_str(&allow.join(", ")) {
-                    response.headers_mut().insert(header::ALLOW, value);
+    async fn dispatch(
+        &self,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+        request_id: &str,
+    ) -> (Response<Body>, &'static str) {
+        let (route, canonical_path) =
+            match match_route(request.method().as_str(), request.uri().path()) {
+                Match::Found {
+                    route,
+                    canonical_path,
+                    ..
+                } => (route, canonical_path),
+                Match::MethodNotAllowed { allow } => {
+                    let allow: Vec<&str> = allow.iter().map(|m| m.as_str()).collect();
+                    let mut response = respond::error(
+                        Kind::MethodNotAllowed,
+                        format!("this path allows {}", allow.join(", ")),
+                        request_id,
+                    );
+                    if let Ok(value) = HeaderValue::from_str(&allow.join(", ")) {
+                        response.headers_mut().insert(header::ALLOW, value);
+                    }
+                    return (response, "-");
                 }
-                return (response, "-");
-            }
-            Match::NotFound => return (respond::error(Kind::NotFound, "no such route", request_id), "-"),
-        };
-        (self.run_route(route, canonical_path, request, peer, request_id).await, route.operation)
+                Match::NotFound => {
+                    return (
+                        respond::error(Kind::NotFound, "no such route", request_id),
+                        "-",
+                    );
+                }
+            };
+        (
+            self.run_route(route, canonical_path, request, peer, request_id)
+                .await,
+            route.operation,
+        )
     }
 
-    async fn run_route(&self, route: &'static Route, path: String, request: Request<Incoming>, peer: SocketAddr, request_id: &str) -> Response<Body> {
+    async fn run_route(
+        &self,
+        route: &'static Route,
+        path: String,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+        request_id: &str,
+    ) -> Response<Body> {
         let query = match check_query(request.uri().query().unwrap_or(""), route.query) {
             Ok(query) => query,
             Err(errors) => return respond::problem(Problem::validation(errors), request_id),
@@ -91,7 +132,11 @@ impl Gateway {
             && let Err(wait) = self.throttle.check(peer.ip(), Instant::now())
         {
             warn!(request_id, %peer, operation = route.operation, "throttled by client address");
-            return respond::too_many(wait.as_secs().saturating_add(1), "too many attempts from your address; try again later", request_id);
+            return respond::too_many(
+                wait.as_secs().saturating_add(1),
+                "too many attempts from your address; try again later",
+                request_id,
+            );
         }
 
         let (parts, body) = request.into_parts();
@@ -103,10 +148,27 @@ impl Gateway {
         match route.served_by {
             ServedBy::Edge => self.serve_locally(route, request_id).await,
             ServedBy::Core => {
-                let target = if query.is_empty() { path } else { format!("{path}?{query}") };
-                let from = Provenance { client: peer, request_id };
-                match self.core.send(parts.method, &target, &parts.headers, body, from).await {
-                    Ok(answer) => filter_answer(route, answer.status, &answer.headers, &answer.body, request_id),
+                let target = if query.is_empty() {
+                    path
+                } else {
+                    format!("{path}?{query}")
+                };
+                let from = Provenance {
+                    client: peer,
+                    request_id,
+                };
+                match self
+                    .core
+                    .send(parts.method, &target, &parts.headers, body, from)
+                    .await
+                {
+                    Ok(answer) => filter_answer(
+                        route,
+                        answer.status,
+                        &answer.headers,
+                        &answer.body,
+                        request_id,
+                    ),
                     Err(e) => {
                         error!(request_id, operation = route.operation, error = %e, "forwarding to the core failed");
                         let kind = match e {
@@ -122,7 +184,12 @@ impl Gateway {
     }
 
     /// Steps 4: media type, size, timeout, parse, validate, re-encode.
-    async fn read_body(&self, route: &Route, headers: &HeaderMap, body: Incoming) -> Result<Option<Bytes>, Problem> {
+    async fn read_body(
+        &self,
+        route: &Route,
+        headers: &HeaderMap,
+        body: Incoming,
+    ) -> Result<Option<Bytes>, Problem> {
         let declared = headers
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
@@ -130,28 +197,50 @@ impl Gateway {
         let Some(codec) = route.body else {
             // A route without a body takes none; an empty one is fine.
             if declared.is_some_and(|n| n > 0) {
-                return Err(Problem::new(Kind::PayloadTooLarge, "this route takes no body"));
+                return Err(Problem::new(
+                    Kind::PayloadTooLarge,
+                    "this route takes no body",
+                ));
             }
             let bytes = self.collect(body, 0).await?;
-            return if bytes.is_empty() { Ok(None) } else { Err(Problem::new(Kind::PayloadTooLarge, "this route takes no body")) };
+            return if bytes.is_empty() {
+                Ok(None)
+            } else {
+                Err(Problem::new(
+                    Kind::PayloadTooLarge,
+                    "this route takes no body",
+                ))
+            };
         };
         if !is_json(headers) {
-            return Err(Problem::new(Kind::UnsupportedMediaType, "the body must be sent as Content-Type: application/json"));
+            return Err(Problem::new(
+                Kind::UnsupportedMediaType,
+                "the body must be sent as Content-Type: application/json",
+            ));
         }
         if declared.is_some_and(|n| n > route.body_limit as u64) {
-            return Err(Problem::new(Kind::PayloadTooLarge, format!("the body must be at most {} bytes", route.body_limit)));
+            return Err(Problem::new(
+                Kind::PayloadTooLarge,
+                format!("the body must be at most {} bytes", route.body_limit),
+            ));
         }
         let bytes = self.collect(body, route.body_limit).await?;
-        (codec.reencode)(&bytes).map(|b| Some(Bytes::from(b))).map_err(Problem::validation)
+        (codec.reencode)(&bytes)
+            .map(|b| Some(Bytes::from(b)))
+            .map_err(Problem::validation)
     }
 
     async fn collect(&self, body: Incoming, limit: usize) -> Result<Bytes, Problem> {
         match tokio::time::timeout(self.body_timeout, Limited::new(body, limit).collect()).await {
-            Err(_) => Err(Problem::new(Kind::RequestTimeout, "the body did not arrive in time")),
+            Err(_) => Err(Problem::new(
+                Kind::RequestTimeout,
+                "the body did not arrive in time",
+            )),
             Ok(Ok(collected)) => Ok(collected.to_bytes()),
-            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-                Err(Problem::new(Kind::PayloadTooLarge, format!("the body must be at most {limit} bytes")))
-            }
+            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(Problem::new(
+                Kind::PayloadTooLarge,
+                format!("the body must be at most {limit} bytes"),
+            )),
             Ok(Err(_)) => Err(Problem::new(Kind::Validation, "the body could not be read")),
         }
     }
@@ -167,20 +256,43 @@ impl Gateway {
                 // report itself here.
                 let certificate = !self.certs.current().cert.is_empty();
                 let ready = core && certificate;
-                let body = schemas::api::Ready { status: if ready { "ready" } else { "not-ready" }.into(), core, certificate };
-                let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-                respond::json(status, serde_json::to_vec(&body).unwrap_or_default(), request_id)
+                let body = schemas::api::Ready {
+                    status: if ready { "ready" } else { "not-ready" }.into(),
+                    core,
+                    certificate,
+                };
+                let status = if ready {
+                    StatusCode::OK
+                } else {
+                    StatusCode::SERVICE_UNAVAILABLE
+                };
+                respond::json(
+                    status,
+                    serde_json::to_vec(&body).unwrap_or_default(),
+                    request_id,
+                )
             }
             other => {
-                error!(request_id, operation = other, "route marked edge-served has no local handler");
+                error!(
+                    request_id,
+                    operation = other,
+                    "route marked edge-served has no local handler"
+                );
                 respond::error(Kind::Internal, "not implemented", request_id)
             }
         }
     }
 
     async fn core_ready(&self, request_id: &str) -> bool {
-        let from = Provenance { client: SocketAddr::from(([127, 0, 0, 1], 0)), request_id };
-        match self.core.send(http::Method::GET, "/readyz", &HeaderMap::new(), None, from).await {
+        let from = Provenance {
+            client: SocketAddr::from(([127, 0, 0, 1], 0)),
+            request_id,
+        };
+        match self
+            .core
+            .send(http::Method::GET, "/readyz", &HeaderMap::new(), None, from)
+            .await
+        {
             Ok(answer) => answer.status == StatusCode::OK,
             Err(_) => false,
         }
@@ -189,16 +301,29 @@ impl Gateway {
 
 /// `application/json`, optionally with `charset=utf-8`; nothing else.
 fn is_json(headers: &HeaderMap) -> bool {
-    let Some(value) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else { return false };
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
     let mut parts = value.split(';').map(str::trim);
-    let essence_ok = parts.next().is_some_and(|m| m.eq_ignore_ascii_case("application/json"));
+    let essence_ok = parts
+        .next()
+        .is_some_and(|m| m.eq_ignore_ascii_case("application/json"));
     essence_ok && parts.all(|p| p.eq_ignore_ascii_case("charset=utf-8"))
 }
 
 /// Step 5: the core's answer must be one the route declares, with a body of
 /// the declared type; errors must be problem documents. Anything else is a
 /// 502 and an error in the log, and the body is never passed on.
-fn filter_answer(route: &Route, status: StatusCode, headers: &HeaderMap, body: &Bytes, request_id: &str) -> Response<Body> {
+fn filter_answer(
+    route: &Route,
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &Bytes,
+    request_id: &str,
+) -> Response<Body> {
     match checked_body(route, status, headers, body) {
         Ok((content_type, filtered)) => {
             let mut response = match content_type {
@@ -218,16 +343,34 @@ fn filter_answer(route: &Route, status: StatusCode, headers: &HeaderMap, body: &
             response
         }
         Err(reason) => {
-            error!(request_id, operation = route.operation, status = status.as_u16(), reason, "the core's answer breaks the contract; withheld");
-            respond::error(Kind::BadGateway, "the control plane gave an answer that could not be checked", request_id)
+            error!(
+                request_id,
+                operation = route.operation,
+                status = status.as_u16(),
+                reason,
+                "the core's answer breaks the contract; withheld"
+            );
+            respond::error(
+                Kind::BadGateway,
+                "the control plane gave an answer that could not be checked",
+                request_id,
+            )
         }
     }
 }
 
 type Checked = (Option<&'static str>, Bytes);
 
-fn checked_body(route: &Route, status: StatusCode, headers: &HeaderMap, body: &Bytes) -> Result<Checked, String> {
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+fn checked_body(
+    route: &Route,
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Checked, String> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     if status.is_client_error() || status.is_server_error() {
         if !content_type.starts_with(schemas::problem::CONTENT_TYPE) {
             return Err(format!("error answer with content type {content_type:?}"));
@@ -245,7 +388,9 @@ fn checked_body(route: &Route, status: StatusCode, headers: &HeaderMap, body: &B
         None => Err("a body where none is declared".into()),
         Some(codec) => {
             if !content_type.starts_with("application/json") {
-                return Err(format!("content type {content_type:?} where JSON is declared"));
+                return Err(format!(
+                    "content type {content_type:?} where JSON is declared"
+                ));
             }
             Ok((Some("application/json"), Bytes::from((codec.filter)(body)?)))
         }
@@ -264,7 +409,10 @@ mod tests {
 
     fn json_headers() -> HeaderMap {
         let mut h = HeaderMap::new();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         h
     }
 
@@ -287,14 +435,26 @@ mod tests {
     #[test]
     fn undeclared_field_is_withheld() {
         let body = Bytes::from_static(br#"{"id":"0192f0c4-8c3e-7a6b-9a8b-0123456789ab","name":"Acme","created_at":"2026-01-01T00:00:00Z","secret":"x"}"#);
-        let r = filter_answer(route("orgs.get"), StatusCode::OK, &json_headers(), &body, "rid");
+        let r = filter_answer(
+            route("orgs.get"),
+            StatusCode::OK,
+            &json_headers(),
+            &body,
+            "rid",
+        );
         assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
     }
 
     #[test]
     fn declared_answer_passes_reencoded() {
         let body = Bytes::from_static(br#"{ "id":"0192f0c4-8c3e-7a6b-9a8b-0123456789ab", "name":"Acme","created_at":"2026-01-01T00:00:00Z"}"#);
-        let r = filter_answer(route("orgs.get"), StatusCode::OK, &json_headers(), &body, "rid");
+        let r = filter_answer(
+            route("orgs.get"),
+            StatusCode::OK,
+            &json_headers(),
+            &body,
+            "rid",
+        );
         assert_eq!(r.status(), StatusCode::OK);
         assert_eq!(r.headers()["x-request-id"], "rid");
         assert!(r.headers().contains_key("strict-transport-security"));
@@ -303,10 +463,30 @@ mod tests {
     #[test]
     fn undeclared_status_and_non_problem_errors_are_withheld() {
         let body = Bytes::from_static(br#"{"id":"0192f0c4-8c3e-7a6b-9a8b-0123456789ab","name":"Acme","created_at":"2026-01-01T00:00:00Z"}"#);
-        assert_eq!(filter_answer(route("orgs.get"), StatusCode::CREATED, &json_headers(), &body, "r").status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(
+            filter_answer(
+                route("orgs.get"),
+                StatusCode::CREATED,
+                &json_headers(),
+                &body,
+                "r"
+            )
+            .status(),
+            StatusCode::BAD_GATEWAY
+        );
         let err = Bytes::from_static(b"<html>stack trace</html>");
         let mut h = HeaderMap::new();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
-        assert_eq!(filter_answer(route("orgs.get"), StatusCode::INTERNAL_SERVER_ERROR, &h, &err, "r").status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(
+            filter_answer(
+                route("orgs.get"),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &h,
+                &err,
+                "r"
+            )
+            .status(),
+            StatusCode::BAD_GATEWAY
+        );
     }
 }

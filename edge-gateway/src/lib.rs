@@ -57,7 +57,8 @@ impl BoundEdge {
     /// Loads or creates the certificate and binds both listeners.
     pub async fn bind(config: &EdgeConfig, secret: &OriginSecret) -> anyhow::Result<Self> {
         let files = CertFiles::in_state_dir(&config.state_dir);
-        let (key, origin) = tls::load_or_create(&files, &tls::self_signed_names()).context("setting up the TLS certificate")?;
+        let (key, origin) = tls::load_or_create(&files, &tls::self_signed_names())
+            .context("setting up the TLS certificate")?;
         if origin == Origin::CreatedSelfSigned {
             warn!("************************************************************");
             warn!("* USING A SELF-SIGNED CERTIFICATE: browsers will warn and  *");
@@ -69,20 +70,37 @@ impl BoundEdge {
             info!(cert = %files.cert.display(), "certificate loaded");
         }
         let store = Arc::new(CertStore::new(key));
-        let tls = tls::server_config(Arc::clone(&store)).context("building the TLS configuration")?;
+        let tls =
+            tls::server_config(Arc::clone(&store)).context("building the TLS configuration")?;
 
-        let http = TcpListener::bind(config.http_addr).await.with_context(|| format!("binding HTTP on {}", config.http_addr))?;
-        let https = TcpListener::bind(config.https_addr).await.with_context(|| format!("binding HTTPS on {}", config.https_addr))?;
+        let http = TcpListener::bind(config.http_addr)
+            .await
+            .with_context(|| format!("binding HTTP on {}", config.http_addr))?;
+        let https = TcpListener::bind(config.https_addr)
+            .await
+            .with_context(|| format!("binding HTTPS on {}", config.https_addr))?;
         let https_port = https.local_addr()?.port();
 
         let core = CoreClient::new(config.core_addr, secret, config.core_timeout);
-        let gateway = Arc::new(Gateway::new(core, Throttle::new(config.login_attempts_per_minute), store, config.body_timeout));
+        let gateway = Arc::new(Gateway::new(
+            core,
+            Throttle::new(config.login_attempts_per_minute),
+            store,
+            config.body_timeout,
+        ));
         let limits = Limits {
             max_connections: config.max_connections,
             max_header_bytes: config.max_header_bytes,
             header_timeout: config.header_timeout,
         };
-        Ok(Self { http, https, gateway, tls, redirect_port: config.public_https_port.unwrap_or(https_port), limits })
+        Ok(Self {
+            http,
+            https,
+            gateway,
+            tls,
+            redirect_port: config.public_https_port.unwrap_or(https_port),
+            limits,
+        })
     }
 
     /// The bound plain-HTTP address.
@@ -99,8 +117,19 @@ impl BoundEdge {
     pub async fn serve(self, shutdown: CancellationToken) {
         info!(http = ?self.http.local_addr().ok(), https = ?self.https.local_addr().ok(), "edge listening");
         let acceptor = tokio_rustls::TlsAcceptor::from(self.tls);
-        let https = server::serve_https(self.https, acceptor, self.gateway, self.limits, shutdown.clone());
-        let http = server::serve_http(self.http, Redirector::new(self.redirect_port), self.limits, shutdown);
+        let https = server::serve_https(
+            self.https,
+            acceptor,
+            self.gateway,
+            self.limits,
+            shutdown.clone(),
+        );
+        let http = server::serve_http(
+            self.http,
+            Redirector::new(self.redirect_port),
+            self.limits,
+            shutdown,
+        );
         tokio::join!(https, http);
         info!("edge stopped");
     }

@@ -12,8 +12,14 @@ pub type Body = Full<Bytes>;
 
 /// Headers on every answer, whatever produced it.
 const SECURITY_HEADERS: [(HeaderName, &str); 5] = [
-    (header::STRICT_TRANSPORT_SECURITY, "max-age=63072000; includeSubDomains"),
-    (header::CONTENT_SECURITY_POLICY, "default-src 'self'; frame-ancestors 'none'"),
+    (
+        header::STRICT_TRANSPORT_SECURITY,
+        "max-age=63072000; includeSubDomains",
+    ),
+    (
+        header::CONTENT_SECURITY_POLICY,
+        "default-src 'self'; frame-ancestors 'none'",
+    ),
     (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
     (header::REFERRER_POLICY, "no-referrer"),
     (header::X_FRAME_OPTIONS, "DENY"),
@@ -33,7 +39,12 @@ pub fn finish(headers: &mut HeaderMap, request_id: &str) {
 }
 
 /// An answer with `body` of `content_type`.
-pub fn bytes(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>, request_id: &str) -> Response<Body> {
+pub fn bytes(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+    request_id: &str,
+) -> Response<Body> {
     let mut response = Response::new(Full::new(body.into()));
     *response.status_mut() = status;
     let headers = response.headers_mut();
@@ -61,8 +72,15 @@ pub fn error(kind: Kind, detail: impl Into<String>, request_id: &str) -> Respons
 }
 
 /// A 429 with `Retry-After`.
-pub fn too_many(retry_after_secs: u64, detail: impl Into<String>, request_id: &str) -> Response<Body> {
+pub fn too_many(
+    retry_after_secs: u64,
+    detail: impl Into<String>,
+    request_id: &str,
+) -> Response<Body> {
     let mut response = error(Kind::TooManyRequests, detail, request_id);
-    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs.max(1)));
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from(retry_after_secs.max(1)),
+    );
     response
 }

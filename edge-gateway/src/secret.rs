@@ -45,7 +45,8 @@ impl OriginSecret {
 
     /// The proof header's value, marked sensitive so it is never logged.
     pub fn header_value(&self) -> HeaderValue {
-        let mut value = HeaderValue::from_str(&self.0).unwrap_or_else(|_| HeaderValue::from_static(""));
+        let mut value =
+            HeaderValue::from_str(&self.0).unwrap_or_else(|_| HeaderValue::from_static(""));
         value.set_sensitive(true);
         value
     }
@@ -57,10 +58,19 @@ impl OriginSecret {
 pub fn read(spec: &str) -> Result<(OriginSecret, bool), SecretError> {
     if spec == "-" {
         let mut line = String::new();
-        std::io::stdin().lock().read_line(&mut line).map_err(|source| SecretError::Io { from: "stdin".into(), source })?;
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .map_err(|source| SecretError::Io {
+                from: "stdin".into(),
+                source,
+            })?;
         return Ok((OriginSecret::parse(&line, "stdin")?, true));
     }
-    let text = std::fs::read_to_string(spec).map_err(|source| SecretError::Io { from: spec.into(), source })?;
+    let text = std::fs::read_to_string(spec).map_err(|source| SecretError::Io {
+        from: spec.into(),
+        source,
+    })?;
     Ok((OriginSecret::parse(&text, spec)?, false))
 }
 

@@ -59,14 +59,21 @@ fn builder(limits: Limits) -> auto::Builder<TokioExecutor> {
 }
 
 /// Serves HTTPS on `listener` until `shutdown`.
-pub async fn serve_https(listener: TcpListener, acceptor: TlsAcceptor, gateway: Arc<Gateway>, limits: Limits, shutdown: CancellationToken) {
+pub async fn serve_https(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    gateway: Arc<Gateway>,
+    limits: Limits,
+    shutdown: CancellationToken,
+) {
     let builder = Arc::new(builder(limits));
     accept_loop(listener, limits, shutdown, move |tcp, peer, graceful| {
         let acceptor = acceptor.clone();
         let gateway = Arc::clone(&gateway);
         let builder = Arc::clone(&builder);
         async move {
-            let tls = match tokio::time::timeout(limits.header_timeout, acceptor.accept(tcp)).await {
+            let tls = match tokio::time::timeout(limits.header_timeout, acceptor.accept(tcp)).await
+            {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => return debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => return debug!(%peer, "TLS handshake timed out"),
@@ -85,7 +92,12 @@ pub async fn serve_https(listener: TcpListener, acceptor: TlsAcceptor, gateway: 
 }
 
 /// Serves the plain-HTTP redirector on `listener` until `shutdown`.
-pub async fn serve_http(listener: TcpListener, redirector: Redirector, limits: Limits, shutdown: CancellationToken) {
+pub async fn serve_http(
+    listener: TcpListener,
+    redirector: Redirector,
+    limits: Limits,
+    shutdown: CancellationToken,
+) {
     let builder = Arc::new(builder(limits));
     accept_loop(listener, limits, shutdown, move |tcp, _peer, graceful| {
         let redirector = redirector.clone();
@@ -102,8 +114,12 @@ pub async fn serve_http(listener: TcpListener, redirector: Redirector, limits: L
     .await;
 }
 
-async fn accept_loop<F, Fut>(listener: TcpListener, limits: Limits, shutdown: CancellationToken, serve: F)
-where
+async fn accept_loop<F, Fut>(
+    listener: TcpListener,
+    limits: Limits,
+    shutdown: CancellationToken,
+    serve: F,
+) where
     F: Fn(TcpStream, SocketAddr, Watcher) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
@@ -139,7 +155,10 @@ where
     }
     drop(listener);
     info!("listener closed; draining open connections");
-    if tokio::time::timeout(DRAIN, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(DRAIN, graceful.shutdown())
+        .await
+        .is_err()
+    {
         warn!("connections still open after {DRAIN:?}; closing them");
     }
 }

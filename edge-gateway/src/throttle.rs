@@ -30,7 +30,10 @@ pub struct Throttle {
 impl Throttle {
     /// Allows `per_minute` attempts per address per minute.
     pub fn new(per_minute: u32) -> Self {
-        Self { per_minute: f64::from(per_minute.max(1)), buckets: Mutex::new(HashMap::new()) }
+        Self {
+            per_minute: f64::from(per_minute.max(1)),
+            buckets: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Takes one attempt for `addr` at `now`: `Ok` if allowed, or how long
@@ -44,12 +47,17 @@ impl Throttle {
         };
         if buckets.len() >= MAX_TRACKED && !buckets.contains_key(&key) {
             let full = self.per_minute;
-            buckets.retain(|_, b| b.tokens + now.duration_since(b.updated).as_secs_f64() * rate < full);
+            buckets.retain(|_, b| {
+                b.tokens + now.duration_since(b.updated).as_secs_f64() * rate < full
+            });
             if buckets.len() >= MAX_TRACKED {
                 return Err(Duration::from_secs(60));
             }
         }
-        let bucket = buckets.entry(key).or_insert(Bucket { tokens: self.per_minute, updated: now });
+        let bucket = buckets.entry(key).or_insert(Bucket {
+            tokens: self.per_minute,
+            updated: now,
+        });
         let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
         bucket.tokens = (bucket.tokens + elapsed * rate).min(self.per_minute);
         bucket.updated = now;
@@ -89,8 +97,14 @@ mod tests {
             assert!(t.check(a, now).is_ok());
         }
         let wait = t.check(a, now).unwrap_err();
-        assert!(wait > Duration::from_secs(19) && wait <= Duration::from_secs(20), "{wait:?}");
-        assert!(t.check("198.18.0.2".parse().unwrap(), now).is_ok(), "other addresses unaffected");
+        assert!(
+            wait > Duration::from_secs(19) && wait <= Duration::from_secs(20),
+            "{wait:?}"
+        );
+        assert!(
+            t.check("198.18.0.2".parse().unwrap(), now).is_ok(),
+            "other addresses unaffected"
+        );
         assert!(t.check(a, now + Duration::from_secs(20)).is_ok());
     }
 

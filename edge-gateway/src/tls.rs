@@ -59,7 +59,9 @@ pub struct CertStore {
 impl CertStore {
     /// A store presenting `key`.
     pub fn new(key: Arc<CertifiedKey>) -> Self {
-        Self { current: RwLock::new(key) }
+        Self {
+            current: RwLock::new(key),
+        }
     }
 
     /// Presents `key` to every handshake from now on; open connections keep
@@ -112,7 +114,10 @@ impl CertFiles {
     /// The files under the edge's state directory.
     pub fn in_state_dir(state_dir: &Path) -> Self {
         let dir = state_dir.join("tls");
-        Self { cert: dir.join("cert.pem"), key: dir.join("key.pem") }
+        Self {
+            cert: dir.join("cert.pem"),
+            key: dir.join("key.pem"),
+        }
     }
 }
 
@@ -127,14 +132,23 @@ pub enum Origin {
 
 /// Loads the certificate, or makes a self-signed one for `names` when there
 /// is none yet.
-pub fn load_or_create(files: &CertFiles, names: &[String]) -> Result<(Arc<CertifiedKey>, Origin), TlsError> {
+pub fn load_or_create(
+    files: &CertFiles,
+    names: &[String],
+) -> Result<(Arc<CertifiedKey>, Origin), TlsError> {
     if files.cert.exists() && files.key.exists() {
         return Ok((load(files)?, Origin::Loaded));
     }
     let generated = rcgen::generate_simple_self_signed(names.to_vec())?;
     let dir = files.cert.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).map_err(|source| TlsError::Io { path: dir.to_owned(), source })?;
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(|source| TlsError::Io { path: dir.to_owned(), source })?;
+    fs::create_dir_all(dir).map_err(|source| TlsError::Io {
+        path: dir.to_owned(),
+        source,
+    })?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(|source| TlsError::Io {
+        path: dir.to_owned(),
+        source,
+    })?;
     write_private(&files.key, generated.signing_key.serialize_pem().as_bytes())?;
     write_private(&files.cert, generated.cert.pem().as_bytes())?;
     Ok((load(files)?, Origin::CreatedSelfSigned))
@@ -143,13 +157,25 @@ pub fn load_or_create(files: &CertFiles, names: &[String]) -> Result<(Arc<Certif
 /// Reads a PEM chain and key into a signing key rustls can use.
 pub fn load(files: &CertFiles) -> Result<Arc<CertifiedKey>, TlsError> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
-        .map_err(|e| TlsError::Pem { path: files.cert.clone(), what: e.to_string() })?
+        .map_err(|e| TlsError::Pem {
+            path: files.cert.clone(),
+            what: e.to_string(),
+        })?
         .collect::<Result<_, _>>()
-        .map_err(|e| TlsError::Pem { path: files.cert.clone(), what: e.to_string() })?;
+        .map_err(|e| TlsError::Pem {
+            path: files.cert.clone(),
+            what: e.to_string(),
+        })?;
     if chain.is_empty() {
-        return Err(TlsError::Pem { path: files.cert.clone(), what: "no certificate in file".into() });
+        return Err(TlsError::Pem {
+            path: files.cert.clone(),
+            what: "no certificate in file".into(),
+        });
     }
-    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| TlsError::Pem { path: files.key.clone(), what: e.to_string() })?;
+    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| TlsError::Pem {
+        path: files.key.clone(),
+        what: e.to_string(),
+    })?;
     Ok(Arc::new(CertifiedKey::from_der(chain, key, &provider())?))
 }
 
@@ -157,9 +183,17 @@ pub fn load(files: &CertFiles) -> Result<Arc<CertifiedKey>, TlsError> {
 /// old one atomically.
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
     let tmp = path.with_extension("tmp");
-    let io = |source| TlsError::Io { path: path.to_owned(), source };
+    let io = |source| TlsError::Io {
+        path: path.to_owned(),
+        source,
+    };
     let _ = fs::remove_file(&tmp);
-    let mut file = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(io)?;
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io)?;
     file.write_all(bytes).map_err(io)?;
     file.sync_all().map_err(io)?;
     fs::rename(&tmp, path).map_err(io)
@@ -168,10 +202,19 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
 /// The names a self-signed certificate is made for: localhost, the loopback
 /// addresses and this host's name.
 pub fn self_signed_names() -> Vec<String> {
-    let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+    let mut names = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
     if let Ok(host) = fs::read_to_string("/proc/sys/kernel/hostname") {
         let host = host.trim();
-        if !host.is_empty() && host != "localhost" && host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.') {
+        if !host.is_empty()
+            && host != "localhost"
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        {
             names.push(host.to_owned());
         }
     }
@@ -187,7 +230,10 @@ mod tests {
     fn only_aead_suites() {
         for suite in &provider().cipher_suites {
             let name = format!("{:?}", suite.suite());
-            assert!(name.contains("_GCM_") || name.ends_with("CHACHA20_POLY1305_SHA256"), "{name}");
+            assert!(
+                name.contains("_GCM_") || name.ends_with("CHACHA20_POLY1305_SHA256"),
+                "{name}"
+            );
         }
     }
 

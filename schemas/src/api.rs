@@ -11,7 +11,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use validator::{Validate, ValidationError};
 
-use crate::values::{AdminId, LoginPassword, Name, OrgId, Password, Role, Token, TotpCode, Username};
+use crate::values::{
+    AdminId, LoginPassword, Name, OrgId, Password, Role, Token, TotpCode, Username,
+};
 
 /// A schema-level rule's error that names the field it is about.
 fn field_error(field: &'static str, code: &'static str, message: &'static str) -> ValidationError {
@@ -34,8 +36,17 @@ pub struct SetupRequest {
 }
 
 fn setup_password_differs(req: &SetupRequest) -> Result<(), ValidationError> {
-    if req.password.expose().to_lowercase().contains(req.username.as_str()) {
-        return Err(field_error("password", "contains_username", "must not contain the username"));
+    if req
+        .password
+        .expose()
+        .to_lowercase()
+        .contains(req.username.as_str())
+    {
+        return Err(field_error(
+            "password",
+            "contains_username",
+            "must not contain the username",
+        ));
     }
     Ok(())
 }
@@ -97,7 +108,11 @@ pub struct OrgPatch {
 
 fn org_patch_not_empty(patch: &OrgPatch) -> Result<(), ValidationError> {
     if patch.name.is_none() {
-        return Err(field_error("name", "empty_patch", "nothing to change: give at least one field"));
+        return Err(field_error(
+            "name",
+            "empty_patch",
+            "nothing to change: give at least one field",
+        ));
     }
     Ok(())
 }

@@ -24,7 +24,9 @@ pub fn document() -> Value {
         let mut parameters = Vec::new();
         for seg in compile(route.path) {
             if let Segment::Param { name, kind } = seg {
-                parameters.push(json!({"name": name, "in": "path", "required": true, "schema": kind.schema()}));
+                parameters.push(
+                    json!({"name": name, "in": "path", "required": true, "schema": kind.schema()}),
+                );
             }
         }
         for q in route.query {
@@ -35,11 +37,15 @@ pub fn document() -> Value {
         for r in route.responses {
             let mut answer = json!({"description": r.doc});
             if let Some(body) = r.body {
-                answer["content"] = json!({"application/json": {"schema": (body.schema)(&mut generator)}});
+                answer["content"] =
+                    json!({"application/json": {"schema": (body.schema)(&mut generator)}});
             }
             responses.insert(r.status.to_string(), answer);
         }
-        responses.insert("default".into(), json!({"description": "An RFC 9457 problem document.", "content": problem_content}));
+        responses.insert(
+            "default".into(),
+            json!({"description": "An RFC 9457 problem document.", "content": problem_content}),
+        );
 
         let mut op = json!({
             "operationId": route.operation,
@@ -59,7 +65,9 @@ pub fn document() -> Value {
             });
             op["x-rampart-body-limit"] = json!(route.body_limit);
         }
-        let entry = paths.entry(openapi_path(route.path)).or_insert_with(|| json!({}));
+        let entry = paths
+            .entry(openapi_path(route.path))
+            .or_insert_with(|| json!({}));
         entry[route.method.as_str().to_ascii_lowercase()] = op;
     }
 
@@ -120,8 +128,19 @@ mod tests {
         let mut ops = 0;
         for route in ROUTES {
             let op = &paths[&openapi_path(route.path)][route.method.as_str().to_ascii_lowercase()];
-            assert_eq!(op["operationId"], route.operation, "{} {}", route.method.as_str(), route.path);
-            let params: Vec<&str> = op["parameters"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+            assert_eq!(
+                op["operationId"],
+                route.operation,
+                "{} {}",
+                route.method.as_str(),
+                route.path
+            );
+            let params: Vec<&str> = op["parameters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["name"].as_str().unwrap())
+                .collect();
             let mut expected: Vec<&str> = compile(route.path)
                 .into_iter()
                 .filter_map(|s| match s {
@@ -131,15 +150,36 @@ mod tests {
                 .collect();
             expected.extend(route.query.iter().map(|q| q.name));
             assert_eq!(params, expected, "{}", route.operation);
-            assert_eq!(op.get("requestBody").is_some(), route.body.is_some(), "{}", route.operation);
+            assert_eq!(
+                op.get("requestBody").is_some(),
+                route.body.is_some(),
+                "{}",
+                route.operation
+            );
             if let Some(body) = route.body {
-                let r = op["requestBody"]["content"]["application/json"]["schema"]["$ref"].as_str().unwrap();
-                assert!(r.ends_with(&format!("/{}", (body.name)())), "{}: {r}", route.operation);
+                let r = op["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+                    .as_str()
+                    .unwrap();
+                assert!(
+                    r.ends_with(&format!("/{}", (body.name)())),
+                    "{}: {r}",
+                    route.operation
+                );
             }
-            let statuses: Vec<&String> = op["responses"].as_object().unwrap().keys().filter(|k| *k != "default").collect();
+            let statuses: Vec<&String> = op["responses"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .filter(|k| *k != "default")
+                .collect();
             assert_eq!(statuses.len(), route.responses.len(), "{}", route.operation);
             for r in route.responses {
-                assert!(op["responses"].get(r.status.to_string()).is_some(), "{}: {}", route.operation, r.status);
+                assert!(
+                    op["responses"].get(r.status.to_string()).is_some(),
+                    "{}: {}",
+                    route.operation,
+                    r.status
+                );
             }
             ops += 1;
         }
@@ -150,7 +190,9 @@ mod tests {
             for method in item.as_object().unwrap().keys() {
                 let method = Method::parse(&method.to_ascii_uppercase()).unwrap();
                 assert!(
-                    ROUTES.iter().any(|r| r.method == method && openapi_path(r.path) == *path),
+                    ROUTES
+                        .iter()
+                        .any(|r| r.method == method && openapi_path(r.path) == *path),
                     "document has {path} {method:?} that the table lacks"
                 );
                 doc_ops += 1;
@@ -169,6 +211,9 @@ mod tests {
             std::fs::write(path, &generated).unwrap();
         }
         let committed = std::fs::read_to_string(path).unwrap_or_default();
-        assert!(committed == generated, "docs/openapi.json is stale: run RAMPART_UPDATE_OPENAPI=1 cargo test -p schemas");
+        assert!(
+            committed == generated,
+            "docs/openapi.json is stale: run RAMPART_UPDATE_OPENAPI=1 cargo test -p schemas"
+        );
     }
 }

@@ -35,8 +35,16 @@ pub struct QueryParam {
 
 /// `?limit=&cursor=`, accepted by every list.
 pub const PAGING: [QueryParam; 2] = [
-    QueryParam { name: "limit", kind: QueryKind::Limit, doc: "Page size, 1 to 500 (default 50)." },
-    QueryParam { name: "cursor", kind: QueryKind::Cursor, doc: "The `next_cursor` of the previous page." },
+    QueryParam {
+        name: "limit",
+        kind: QueryKind::Limit,
+        doc: "Page size, 1 to 500 (default 50).",
+    },
+    QueryParam {
+        name: "cursor",
+        kind: QueryKind::Cursor,
+        doc: "The `next_cursor` of the previous page.",
+    },
 ];
 
 /// The longest query string the edge looks at.
@@ -52,8 +60,14 @@ impl QueryKind {
             QueryKind::Cursor => {
                 let ok = !value.is_empty()
                     && value.len() <= 256
-                    && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-                if ok { Ok(()) } else { Err("must be a cursor from a previous page") }
+                    && value
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                if ok {
+                    Ok(())
+                } else {
+                    Err("must be a cursor from a previous page")
+                }
             }
             QueryKind::Text(max) => {
                 if value.chars().count() > max || value.chars().any(char::is_control) {
@@ -78,7 +92,9 @@ impl QueryKind {
         use serde_json::json;
         match self {
             QueryKind::Limit => json!({"type": "integer", "minimum": 1, "maximum": 500}),
-            QueryKind::Cursor => json!({"type": "string", "maxLength": 256, "pattern": "^[A-Za-z0-9_-]+$"}),
+            QueryKind::Cursor => {
+                json!({"type": "string", "maxLength": 256, "pattern": "^[A-Za-z0-9_-]+$"})
+            }
             QueryKind::Text(max) => json!({"type": "string", "maxLength": max}),
             QueryKind::Timestamp => json!({"type": "string", "format": "date-time"}),
             QueryKind::Uuid => json!({"type": "string", "format": "uuid"}),
@@ -98,11 +114,17 @@ pub fn check_query(raw: &str, allowed: &[QueryParam]) -> Result<String, Vec<Fiel
     for (name, value) in form_urlencoded::parse(raw.as_bytes()) {
         let Some(param) = allowed.iter().find(|p| p.name == name) else {
             let shown: String = name.chars().take(64).collect();
-            errors.push(FieldError::new(format!("query.{shown}"), "unknown query parameter"));
+            errors.push(FieldError::new(
+                format!("query.{shown}"),
+                "unknown query parameter",
+            ));
             continue;
         };
         if seen.contains(&param.name) {
-            errors.push(FieldError::new(format!("query.{}", param.name), "given more than once"));
+            errors.push(FieldError::new(
+                format!("query.{}", param.name),
+                "given more than once",
+            ));
             continue;
         }
         seen.push(param.name);
@@ -113,7 +135,11 @@ pub fn check_query(raw: &str, allowed: &[QueryParam]) -> Result<String, Vec<Fiel
             Err(message) => errors.push(FieldError::new(format!("query.{}", param.name), message)),
         }
     }
-    if errors.is_empty() { Ok(out.finish()) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(out.finish())
+    } else {
+        Err(errors)
+    }
 }
 
 #[cfg(test)]
@@ -123,13 +149,22 @@ mod tests {
 
     #[test]
     fn accepts_and_reencodes() {
-        assert_eq!(check_query("limit=5&cursor=abc", &PAGING).unwrap(), "limit=5&cursor=abc");
+        assert_eq!(
+            check_query("limit=5&cursor=abc", &PAGING).unwrap(),
+            "limit=5&cursor=abc"
+        );
         assert_eq!(check_query("", &PAGING).unwrap(), "");
     }
 
     #[test]
     fn refuses_unknown_duplicate_and_bad() {
-        let fields = |q| check_query(q, &PAGING).unwrap_err().into_iter().map(|e| e.field).collect::<Vec<_>>();
+        let fields = |q| {
+            check_query(q, &PAGING)
+                .unwrap_err()
+                .into_iter()
+                .map(|e| e.field)
+                .collect::<Vec<_>>()
+        };
         assert_eq!(fields("x=1"), ["query.x"]);
         assert_eq!(fields("limit=1&limit=2"), ["query.limit"]);
         assert_eq!(fields("limit=0"), ["query.limit"]);

@@ -166,7 +166,10 @@ impl ParamKind {
         match self {
             ParamKind::Uuid => parse_canonical_uuid(segment).map(|u| u.to_string()),
             ParamKind::Token => {
-                let ok = segment.len() == 43 && segment.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                let ok = segment.len() == 43
+                    && segment
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
                 ok.then(|| segment.to_owned())
             }
         }
@@ -176,7 +179,9 @@ impl ParamKind {
     pub fn schema(self) -> serde_json::Value {
         match self {
             ParamKind::Uuid => serde_json::json!({"type": "string", "format": "uuid"}),
-            ParamKind::Token => serde_json::json!({"type": "string", "pattern": "^[A-Za-z0-9_-]{43}$"}),
+            ParamKind::Token => {
+                serde_json::json!({"type": "string", "pattern": "^[A-Za-z0-9_-]{43}$"})
+            }
         }
     }
 }
@@ -199,16 +204,23 @@ pub enum Segment {
 /// is a compile-time constant and a test walks every entry.
 #[allow(clippy::panic)]
 pub fn compile(template: &'static str) -> Vec<Segment> {
-    let Some(rest) = template.strip_prefix('/') else { panic!("route {template} must start with /") };
+    let Some(rest) = template.strip_prefix('/') else {
+        panic!("route {template} must start with /")
+    };
     rest.split('/')
-        .map(|seg| match seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-            Some(inner) => {
-                let (name, kind) = inner.split_once(':').unwrap_or_else(|| panic!("{template}: parameter needs a type"));
-                let kind = ParamKind::parse(kind).unwrap_or_else(|| panic!("{template}: unknown parameter type {kind}"));
-                Segment::Param { name, kind }
-            }
-            None => Segment::Literal(seg),
-        })
+        .map(
+            |seg| match seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                Some(inner) => {
+                    let (name, kind) = inner
+                        .split_once(':')
+                        .unwrap_or_else(|| panic!("{template}: parameter needs a type"));
+                    let kind = ParamKind::parse(kind)
+                        .unwrap_or_else(|| panic!("{template}: unknown parameter type {kind}"));
+                    Segment::Param { name, kind }
+                }
+                None => Segment::Literal(seg),
+            },
+        )
         .collect()
 }
 
@@ -229,7 +241,8 @@ pub fn openapi_path(template: &'static str) -> String {
     out
 }
 
-static COMPILED: LazyLock<Vec<Vec<Segment>>> = LazyLock::new(|| ROUTES.iter().map(|r| compile(r.path)).collect());
+static COMPILED: LazyLock<Vec<Vec<Segment>>> =
+    LazyLock::new(|| ROUTES.iter().map(|r| compile(r.path)).collect());
 
 /// What the matcher decided.
 #[derive(Debug)]
@@ -255,13 +268,21 @@ pub enum Match {
 
 /// Matches a request's method and path (without the query) against the table.
 pub fn match_route(method: &str, path: &str) -> Match {
-    let Some(rest) = path.strip_prefix('/') else { return Match::NotFound };
+    let Some(rest) = path.strip_prefix('/') else {
+        return Match::NotFound;
+    };
     let method = Method::parse(method);
     let mut allow = Vec::new();
     for (route, segments) in ROUTES.iter().zip(COMPILED.iter()) {
-        let Some((params, canonical_path)) = match_segments(segments, rest) else { continue };
+        let Some((params, canonical_path)) = match_segments(segments, rest) else {
+            continue;
+        };
         if Some(route.method) == method {
-            return Match::Found { route, params, canonical_path };
+            return Match::Found {
+                route,
+                params,
+                canonical_path,
+            };
         }
         allow.push(route.method);
     }
@@ -274,7 +295,10 @@ pub fn match_route(method: &str, path: &str) -> Match {
     }
 }
 
-fn match_segments(segments: &[Segment], rest: &str) -> Option<(Vec<(&'static str, String)>, String)> {
+fn match_segments(
+    segments: &[Segment],
+    rest: &str,
+) -> Option<(Vec<(&'static str, String)>, String)> {
     let mut parts = rest.split('/');
     let mut params = Vec::new();
     let mut canonical = String::with_capacity(rest.len() + 1);
@@ -311,9 +335,22 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for route in ROUTES {
             compile(route.path);
-            assert!(seen.insert((route.method, openapi_path(route.path))), "duplicate route {} {}", route.method.as_str(), route.path);
-            assert!(route.body.is_some() || route.body_limit == 0, "{}: limit without body", route.operation);
-            assert!(route.body.is_none() || route.method.is_mutation(), "{}: GET with body", route.operation);
+            assert!(
+                seen.insert((route.method, openapi_path(route.path))),
+                "duplicate route {} {}",
+                route.method.as_str(),
+                route.path
+            );
+            assert!(
+                route.body.is_some() || route.body_limit == 0,
+                "{}: limit without body",
+                route.operation
+            );
+            assert!(
+                route.body.is_none() || route.method.is_mutation(),
+                "{}: GET with body",
+                route.operation
+            );
         }
     }
 
@@ -321,10 +358,17 @@ mod tests {
     fn matches_typed_ids_and_canonicalises() {
         let id = "0192F0C4-8C3E-7A6B-9A8B-0123456789AB";
         match match_route("GET", &format!("/api/v1/orgs/{id}")) {
-            Match::Found { route, params, canonical_path } => {
+            Match::Found {
+                route,
+                params,
+                canonical_path,
+            } => {
                 assert_eq!(route.operation, "orgs.get");
                 assert_eq!(params[0].1, id.to_lowercase());
-                assert_eq!(canonical_path, format!("/api/v1/orgs/{}", id.to_lowercase()));
+                assert_eq!(
+                    canonical_path,
+                    format!("/api/v1/orgs/{}", id.to_lowercase())
+                );
             }
             other => panic!("{other:?}"),
         }
@@ -332,14 +376,29 @@ mod tests {
 
     #[test]
     fn malformed_id_unknown_path_and_wrong_method() {
-        assert!(matches!(match_route("GET", "/api/v1/orgs/123"), Match::NotFound));
-        assert!(matches!(match_route("GET", "/api/v1/orgs/"), Match::NotFound));
-        assert!(matches!(match_route("GET", "/api/v1/nope"), Match::NotFound));
-        assert!(matches!(match_route("GET", "//api/v1/orgs"), Match::NotFound));
+        assert!(matches!(
+            match_route("GET", "/api/v1/orgs/123"),
+            Match::NotFound
+        ));
+        assert!(matches!(
+            match_route("GET", "/api/v1/orgs/"),
+            Match::NotFound
+        ));
+        assert!(matches!(
+            match_route("GET", "/api/v1/nope"),
+            Match::NotFound
+        ));
+        assert!(matches!(
+            match_route("GET", "//api/v1/orgs"),
+            Match::NotFound
+        ));
         match match_route("PUT", "/api/v1/orgs") {
             Match::MethodNotAllowed { allow } => assert_eq!(allow, [Method::Get, Method::Post]),
             other => panic!("{other:?}"),
         }
-        assert!(matches!(match_route("BREW", "/api/v1/orgs"), Match::MethodNotAllowed { .. }));
+        assert!(matches!(
+            match_route("BREW", "/api/v1/orgs"),
+            Match::MethodNotAllowed { .. }
+        ));
     }
 }

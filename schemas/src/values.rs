@@ -91,9 +91,13 @@ fn check_username(value: &str) -> Result<(), InvalidValue> {
         return Err(invalid("must be 3 to 32 characters"));
     }
     let ok_first = value.bytes().next().is_some_and(|b| b.is_ascii_lowercase());
-    let ok_rest = value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
+    let ok_rest = value
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
     if !ok_first || !ok_rest {
-        return Err(invalid("must start with a-z and use only a-z, 0-9, '.', '_' and '-'"));
+        return Err(invalid(
+            "must start with a-z and use only a-z, 0-9, '.', '_' and '-'",
+        ));
     }
     Ok(())
 }
@@ -123,7 +127,11 @@ fn check_login_password(value: &str) -> Result<(), InvalidValue> {
 
 fn check_token(value: &str) -> Result<(), InvalidValue> {
     // 256-bit tokens, base64url without padding.
-    if value.len() != 43 || !value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+    if value.len() != 43
+        || !value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
         return Err(invalid("must be a 43-character token"));
     }
     Ok(())
@@ -360,6 +368,9 @@ mod tests {
         assert_eq!(parse_canonical_uuid(&id.to_string()), Some(id));
         assert_eq!(parse_canonical_uuid(&id.simple().to_string()), None);
         assert_eq!(parse_canonical_uuid(&format!("{{{id}}}")), None);
-        assert_eq!(parse_canonical_uuid("not-a-uuid-at-all-not-a-uuid-at-all!"), None);
+        assert_eq!(
+            parse_canonical_uuid("not-a-uuid-at-all-not-a-uuid-at-all!"),
+            None
+        );
     }
 }

@@ -12,8 +12,16 @@ use tokio::net::{TcpListener, TcpStream};
 
 fn assert_security_headers(r: &reqwest::Response) {
     let h = r.headers();
-    assert_eq!(h["strict-transport-security"], "max-age=63072000; includeSubDomains", "{}", r.url());
-    assert_eq!(h["content-security-policy"], "default-src 'self'; frame-ancestors 'none'");
+    assert_eq!(
+        h["strict-transport-security"],
+        "max-age=63072000; includeSubDomains",
+        "{}",
+        r.url()
+    );
+    assert_eq!(
+        h["content-security-policy"],
+        "default-src 'self'; frame-ancestors 'none'"
+    );
     assert_eq!(h["x-content-type-options"], "nosniff");
     assert_eq!(h["referrer-policy"], "no-referrer");
     assert!(h.get("server").is_none(), "server banner on {}", r.url());
@@ -28,12 +36,23 @@ async fn every_answer_carries_the_security_headers() {
     for r in [
         c.get(rampart.url("/healthz")).send().await.unwrap(),
         c.get(rampart.url("/readyz")).send().await.unwrap(),
-        c.get(rampart.url("/api/v1/openapi.json")).send().await.unwrap(),
+        c.get(rampart.url("/api/v1/openapi.json"))
+            .send()
+            .await
+            .unwrap(),
         c.get(rampart.url("/nope")).send().await.unwrap(),
         c.delete(rampart.url("/api/v1/orgs")).send().await.unwrap(),
         c.get(rampart.url("/api/v1/orgs")).send().await.unwrap(),
-        s.request(Method::POST, "/api/v1/orgs").json(&json!({"name": "H"})).send().await.unwrap(),
-        s.request(Method::POST, "/api/v1/orgs").json(&json!({"bad": 1})).send().await.unwrap(),
+        s.request(Method::POST, "/api/v1/orgs")
+            .json(&json!({"name": "H"}))
+            .send()
+            .await
+            .unwrap(),
+        s.request(Method::POST, "/api/v1/orgs")
+            .json(&json!({"bad": 1}))
+            .send()
+            .await
+            .unwrap(),
     ] {
         assert_security_headers(&r);
     }
@@ -45,7 +64,12 @@ async fn every_answer_carries_the_security_headers() {
 #[tokio::test]
 async fn openapi_document_is_served_and_matches_the_contract() {
     let rampart = Rampart::start().await;
-    let r = rampart.client().get(rampart.url("/api/v1/openapi.json")).send().await.unwrap();
+    let r = rampart
+        .client()
+        .get(rampart.url("/api/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let doc: serde_json::Value = r.json().await.unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
@@ -53,14 +77,21 @@ async fn openapi_document_is_served_and_matches_the_contract() {
 }
 
 fn schemas_document() -> serde_json::Value {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/openapi.json")).unwrap();
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/openapi.json"))
+            .unwrap();
     serde_json::from_str(&text).unwrap()
 }
 
 #[tokio::test]
 async fn http2_and_http1_both_work() {
     let rampart = Rampart::start().await;
-    let r = rampart.client().get(rampart.url("/healthz")).send().await.unwrap();
+    let r = rampart
+        .client()
+        .get(rampart.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.version(), Version::HTTP_2, "ALPN should pick h2");
     let pem = std::fs::read(rampart.data_dir.join("edge/tls/cert.pem")).unwrap();
     let h1 = reqwest::Client::builder()
@@ -72,30 +103,62 @@ async fn http2_and_http1_both_work() {
         .build()
         .unwrap();
     let r = h1.get(rampart.url("/healthz")).send().await.unwrap();
-    assert_eq!((r.version(), r.status()), (Version::HTTP_11, StatusCode::OK));
+    assert_eq!(
+        (r.version(), r.status()),
+        (Version::HTTP_11, StatusCode::OK)
+    );
 }
 
 #[tokio::test]
 async fn plain_http_redirects_and_never_reaches_the_core() {
     let rampart = Rampart::start().await;
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
     let base = format!("http://127.0.0.1:{}", rampart.ports.http.port());
-    for (method, path) in [(Method::GET, "/"), (Method::GET, "/api/v1/orgs?limit=5"), (Method::POST, "/api/v1/setup")] {
-        let r = http.request(method, format!("{base}{path}")).header("host", "vpn.example").send().await.unwrap();
+    for (method, path) in [
+        (Method::GET, "/"),
+        (Method::GET, "/api/v1/orgs?limit=5"),
+        (Method::POST, "/api/v1/setup"),
+    ] {
+        let r = http
+            .request(method, format!("{base}{path}"))
+            .header("host", "vpn.example")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), StatusCode::PERMANENT_REDIRECT);
-        assert_eq!(r.headers()["location"], format!("https://vpn.example:{}{path}", rampart.ports.https.port()));
+        assert_eq!(
+            r.headers()["location"],
+            format!("https://vpn.example:{}{path}", rampart.ports.https.port())
+        );
         assert!(r.headers().get("server").is_none());
     }
-    let r = http.get(format!("{base}/.well-known/acme-challenge/unknown-token")).send().await.unwrap();
+    let r = http
+        .get(format!("{base}/.well-known/acme-challenge/unknown-token"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     // A Host header that tries to smuggle a path or user info is refused.
-    let r = http.get(format!("{base}/")).header("host", "evil.example/x").send().await.unwrap();
+    let r = http
+        .get(format!("{base}/"))
+        .header("host", "evil.example/x")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 
     // Nothing above was audited: the plain listener cannot reach the core.
     let s = Session::admin(&rampart).await;
     let (_, audit) = s.get("/api/v1/audit").await;
-    let actions: Vec<&str> = audit["items"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    let actions: Vec<&str> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
     assert_eq!(actions, ["auth.login", "setup"]);
 }
 
@@ -107,15 +170,34 @@ async fn the_core_refuses_requests_that_did_not_come_through_the_edge() {
     for path in ["/healthz", "/readyz", "/api/v1/orgs", "/api/v1/auth/me"] {
         let r = c.get(format!("{core}{path}")).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{path}");
-        let r = c.get(format!("{core}{path}")).header("x-rampart-origin-proof", "0".repeat(64)).send().await.unwrap();
-        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{path} with a wrong proof");
+        let r = c
+            .get(format!("{core}{path}"))
+            .header("x-rampart-origin-proof", "0".repeat(64))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            StatusCode::UNAUTHORIZED,
+            "{path} with a wrong proof"
+        );
     }
     let body = json!({"token": rampart.setup_token(), "username": "sneaky", "password": "correct horse battery"});
-    let r = c.post(format!("{core}/api/v1/setup")).json(&body).send().await.unwrap();
+    let r = c
+        .post(format!("{core}/api/v1/setup"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     // The same call with the real proof works, so the 401s above are the proof check.
     let secret = std::fs::read_to_string(rampart.data_dir.join("origin-secret")).unwrap();
-    let r = c.get(format!("{core}/healthz")).header("x-rampart-origin-proof", secret.trim()).send().await.unwrap();
+    let r = c
+        .get(format!("{core}/healthz"))
+        .header("x-rampart-origin-proof", secret.trim())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     // And the setup token is still unused.
     assert!(rampart.data_dir.join("setup-token").exists());
@@ -127,14 +209,22 @@ async fn oversized_and_slow_request_heads_are_cut_off() {
         cmd.env("RAMPART_HEADER_TIMEOUT", "1s");
     })
     .await;
-    let r = rampart.client().get(rampart.url("/healthz")).header("x-filler", "a".repeat(64 * 1024)).send().await;
+    let r = rampart
+        .client()
+        .get(rampart.url("/healthz"))
+        .header("x-filler", "a".repeat(64 * 1024))
+        .send()
+        .await;
     match r {
         Ok(r) => assert!(r.status().is_client_error(), "{}", r.status()),
         Err(e) => assert!(e.is_request() || e.is_connect() || e.is_body(), "{e}"),
     }
     // A client that never finishes its TLS handshake, or its request head,
     // is disconnected after the header timeout.
-    for (addr, first) in [(rampart.ports.https, &b""[..]), (rampart.ports.http, &b"GET / HTTP/1.1\r\nHost: x\r\n"[..])] {
+    for (addr, first) in [
+        (rampart.ports.https, &b""[..]),
+        (rampart.ports.http, &b"GET / HTTP/1.1\r\nHost: x\r\n"[..]),
+    ] {
         let mut tcp = TcpStream::connect(addr).await.unwrap();
         tcp.write_all(first).await.unwrap();
         let started = Instant::now();
@@ -149,14 +239,19 @@ async fn oversized_and_slow_request_heads_are_cut_off() {
         })
         .await;
         assert!(outcome.is_ok(), "{addr}: still open after 10 s");
-        assert!(started.elapsed() >= Duration::from_millis(800), "{addr}: closed too early");
+        assert!(
+            started.elapsed() >= Duration::from_millis(800),
+            "{addr}: closed too early"
+        );
     }
 }
 
 /// A stand-in core that records the request it got and answers `answer`:
 /// the way to see exactly what crosses the loopback hop, and to make the
 /// core say something the contract forbids.
-async fn fake_core(answer: &'static str) -> (std::net::SocketAddr, tokio::sync::mpsc::Receiver<String>) {
+async fn fake_core(
+    answer: &'static str,
+) -> (std::net::SocketAddr, tokio::sync::mpsc::Receiver<String>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::mpsc::channel(16);
@@ -176,7 +271,11 @@ async fn fake_core(answer: &'static str) -> (std::net::SocketAddr, tokio::sync::
                     if let Some(head_end) = text.find("\r\n\r\n") {
                         let len = text[..head_end]
                             .lines()
-                            .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap()))
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap())
+                            })
                             .unwrap_or(0);
                         if data.len() >= head_end + 4 + len {
                             let _ = tx.send(text).await;
@@ -217,7 +316,12 @@ async fn start_edge(core: std::net::SocketAddr, secret: &str) -> Edge {
         .arg(dir.path().join("state"))
         .arg("--origin-secret-file")
         .arg(dir.path().join("secret"))
-        .args(["--core-addr", &core.to_string(), "--http-addr", &format!("127.0.0.1:{}", free_port())])
+        .args([
+            "--core-addr",
+            &core.to_string(),
+            "--http-addr",
+            &format!("127.0.0.1:{}", free_port()),
+        ])
         .args(["--https-addr", &format!("127.0.0.1:{https}")])
         .stdin(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -228,7 +332,11 @@ async fn start_edge(core: std::net::SocketAddr, secret: &str) -> Edge {
         assert!(Instant::now() < deadline, "edge did not start");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    Edge { child, https, _dir: dir }
+    Edge {
+        child,
+        https,
+        _dir: dir,
+    }
 }
 
 fn edge_client(edge: &Edge) -> reqwest::Client {
@@ -242,7 +350,10 @@ async fn only_the_reencoded_body_and_allowed_headers_cross() {
     let (core, mut seen) = fake_core(org).await;
     let secret = "ab".repeat(32);
     let edge = start_edge(core, &secret).await;
-    let url = format!("https://localhost:{}/api/v1/orgs/0192F0C4-8C3E-7A6B-9A8B-0123456789AB", edge.https);
+    let url = format!(
+        "https://localhost:{}/api/v1/orgs/0192F0C4-8C3E-7A6B-9A8B-0123456789AB",
+        edge.https
+    );
     let r = edge_client(&edge)
         .patch(url)
         .header("content-type", "application/json; charset=utf-8")
@@ -262,13 +373,23 @@ async fn only_the_reencoded_body_and_allowed_headers_cross() {
     let request = seen.recv().await.unwrap();
     let (head, body) = request.split_once("\r\n\r\n").unwrap();
     let lower = head.to_ascii_lowercase();
-    assert!(head.starts_with("PATCH /api/v1/orgs/0192f0c4-8c3e-7a6b-9a8b-0123456789ab HTTP/1.1"), "path is canonical: {head}");
+    assert!(
+        head.starts_with("PATCH /api/v1/orgs/0192f0c4-8c3e-7a6b-9a8b-0123456789ab HTTP/1.1"),
+        "path is canonical: {head}"
+    );
     assert_eq!(body, r#"{"name":"Acme"}"#, "the body is re-encoded");
     assert!(lower.contains(&format!("x-rampart-origin-proof: {secret}")));
-    assert!(!lower.contains("forged") && !lower.contains("198.18.0.66") && !lower.contains("x-forwarded-for"), "{head}");
+    assert!(
+        !lower.contains("forged")
+            && !lower.contains("198.18.0.66")
+            && !lower.contains("x-forwarded-for"),
+        "{head}"
+    );
     assert!(lower.contains("x-rampart-client-addr: 127.0.0.1:"));
     assert!(lower.contains("x-rampart-request-id: "));
-    assert!(lower.contains("x-csrf-token: t") && lower.contains("cookie: __host-rampart_session=s"));
+    assert!(
+        lower.contains("x-csrf-token: t") && lower.contains("cookie: __host-rampart_session=s")
+    );
 }
 
 #[tokio::test]
@@ -277,11 +398,17 @@ async fn an_undeclared_field_from_the_core_becomes_a_502() {
     let (core, _seen) = fake_core(leaky).await;
     let edge = start_edge(core, &"cd".repeat(32)).await;
     let r = edge_client(&edge)
-        .get(format!("https://localhost:{}/api/v1/orgs/0192f0c4-8c3e-7a6b-9a8b-0123456789ab", edge.https))
+        .get(format!(
+            "https://localhost:{}/api/v1/orgs/0192f0c4-8c3e-7a6b-9a8b-0123456789ab",
+            edge.https
+        ))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
     let text = r.text().await.unwrap();
-    assert!(!text.contains("argon2") && !text.contains("password_hash"), "{text}");
+    assert!(
+        !text.contains("argon2") && !text.contains("password_hash"),
+        "{text}"
+    );
 }

@@ -11,7 +11,21 @@ async fn testssl_finds_no_vulnerability() {
     let out = harness::TempDir::new("rampart-testssl");
     let json = out.path().join("testssl.json");
     let status = std::process::Command::new("testssl")
-        .args(["--quiet", "--warnings", "off", "--color", "0", "--sneaky", "--ip", "127.0.0.1", "-U", "-p", "-s", "-S", "-h"])
+        .args([
+            "--quiet",
+            "--warnings",
+            "off",
+            "--color",
+            "0",
+            "--sneaky",
+            "--ip",
+            "127.0.0.1",
+            "-U",
+            "-p",
+            "-s",
+            "-S",
+            "-h",
+        ])
         .arg("--jsonfile")
         .arg(&json)
         .arg(format!("localhost:{}", rampart.ports.https.port()))
@@ -19,15 +33,25 @@ async fn testssl_finds_no_vulnerability() {
         .status()
         .expect("testssl must be installed (Debian package testssl.sh)");
     assert!(json.exists(), "testssl wrote no JSON (exit {status:?})");
-    let findings: Vec<serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    assert!(findings.len() > 20, "too few checks ran: {}", findings.len());
+    let findings: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert!(
+        findings.len() > 20,
+        "too few checks ran: {}",
+        findings.len()
+    );
     let bad: Vec<&serde_json::Value> = findings
         .iter()
         .filter(|f| matches!(f["severity"].as_str(), Some("MEDIUM" | "HIGH" | "CRITICAL")))
         .collect();
     assert!(bad.is_empty(), "testssl findings: {bad:#?}");
     // Spot checks that the run really looked at the things we claim.
-    let id = |name: &str| findings.iter().find(|f| f["id"] == name).map(|f| f["finding"].as_str().unwrap_or("").to_owned());
+    let id = |name: &str| {
+        findings
+            .iter()
+            .find(|f| f["id"] == name)
+            .map(|f| f["finding"].as_str().unwrap_or("").to_owned())
+    };
     assert_eq!(id("SSLv3").as_deref(), Some("not offered"));
     assert_eq!(id("TLS1").as_deref(), Some("not offered"));
     assert_eq!(id("TLS1_1").as_deref(), Some("not offered"));

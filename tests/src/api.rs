@@ -26,13 +26,25 @@ pub struct Session {
 /// Creates the first admin with the setup token.
 pub async fn setup(rampart: &Rampart) -> Response {
     let body = json!({"token": rampart.setup_token(), "username": ADMIN, "password": PASSWORD});
-    rampart.client().post(rampart.url("/api/v1/setup")).json(&body).send().await.unwrap()
+    rampart
+        .client()
+        .post(rampart.url("/api/v1/setup"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
 }
 
 /// Signs in; returns the raw answer.
 pub async fn login_raw(rampart: &Rampart, username: &str, password: &str) -> Response {
     let body = json!({"username": username, "password": password});
-    rampart.client().post(rampart.url("/api/v1/auth/login")).json(&body).send().await.unwrap()
+    rampart
+        .client()
+        .post(rampart.url("/api/v1/auth/login"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
 }
 
 impl Session {
@@ -40,7 +52,12 @@ impl Session {
     pub async fn admin(rampart: &Rampart) -> Self {
         if rampart.data_dir.join("setup-token").exists() {
             let r = setup(rampart).await;
-            assert_eq!(r.status(), StatusCode::CREATED, "setup: {}", r.text().await.unwrap_or_default());
+            assert_eq!(
+                r.status(),
+                StatusCode::CREATED,
+                "setup: {}",
+                r.text().await.unwrap_or_default()
+            );
         }
         Self::login(rampart, ADMIN, PASSWORD).await
     }
@@ -62,13 +79,22 @@ impl Session {
             .to_owned();
         let login: Value = r.json().await.unwrap();
         let csrf = login["csrf_token"].as_str().unwrap().to_owned();
-        Self { client: rampart.client(), base: rampart.url(""), cookie, csrf, login }
+        Self {
+            client: rampart.client(),
+            base: rampart.url(""),
+            cookie,
+            csrf,
+            login,
+        }
     }
 
     /// A request with the session cookie and, for state changes, the CSRF
     /// header.
     pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
-        let mut rb = self.client.request(method.clone(), format!("{}{path}", self.base)).header("cookie", &self.cookie);
+        let mut rb = self
+            .client
+            .request(method.clone(), format!("{}{path}", self.base))
+            .header("cookie", &self.cookie);
         if method != Method::GET {
             rb = rb.header("x-csrf-token", &self.csrf);
         }

@@ -4,7 +4,12 @@
 //!
 //! The binaries must be built first (`cargo build --bins`, same profile as
 //! the tests); `RAMPART_BIN_DIR` overrides where they are looked for.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test harness: a failure should stop the test loudly")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test harness: a failure should stop the test loudly"
+)]
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -40,7 +45,11 @@ pub fn bin(name: &str) -> PathBuf {
 /// another process could take it in between; on these test machines that
 /// has not happened, and a clash fails the test loudly rather than silently.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A temporary directory removed on drop.
@@ -82,7 +91,11 @@ impl Ports {
     /// Three fresh loopback ports.
     pub fn fresh() -> Self {
         let at = |p| SocketAddr::from(([127, 0, 0, 1], p));
-        Self { http: at(free_port()), https: at(free_port()), core: at(free_port()) }
+        Self {
+            http: at(free_port()),
+            https: at(free_port()),
+            core: at(free_port()),
+        }
     }
 }
 
@@ -109,7 +122,12 @@ impl Rampart {
     pub async fn start_with(configure: impl FnOnce(&mut Command)) -> Self {
         let tmp = TempDir::new("rampart-e2e");
         let data_dir = tmp.path().join("data");
-        let mut this = Self::spawn(&data_dir, Ports::fresh(), configure, tmp.path().join("serve.log"));
+        let mut this = Self::spawn(
+            &data_dir,
+            Ports::fresh(),
+            configure,
+            tmp.path().join("serve.log"),
+        );
         this._tmp = Some(tmp);
         this.wait_ready().await;
         this
@@ -122,8 +140,17 @@ impl Rampart {
         this
     }
 
-    fn spawn(data_dir: &Path, ports: Ports, configure: impl FnOnce(&mut Command), log: PathBuf) -> Self {
-        let out = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
+    fn spawn(
+        data_dir: &Path,
+        ports: Ports,
+        configure: impl FnOnce(&mut Command),
+        log: PathBuf,
+    ) -> Self {
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
         let mut cmd = Command::new(bin("rampart"));
         cmd.arg("serve")
             .arg("--data-dir")
@@ -140,7 +167,13 @@ impl Rampart {
             .stderr(out);
         configure(&mut cmd);
         let child = cmd.spawn().unwrap();
-        Self { child: Some(child), data_dir: data_dir.to_owned(), ports, log, _tmp: None }
+        Self {
+            child: Some(child),
+            data_dir: data_dir.to_owned(),
+            ports,
+            log,
+            _tmp: None,
+        }
     }
 
     /// Waits until `/readyz` through the edge says ready.
@@ -153,7 +186,11 @@ impl Rampart {
             {
                 return;
             }
-            assert!(Instant::now() < deadline, "not ready within 60 s; log:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "not ready within 60 s; log:\n{}",
+                self.log()
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -180,7 +217,10 @@ impl Rampart {
 
     /// The setup token the core wrote.
     pub fn setup_token(&self) -> String {
-        std::fs::read_to_string(self.data_dir.join("setup-token")).unwrap().trim().to_owned()
+        std::fs::read_to_string(self.data_dir.join("setup-token"))
+            .unwrap()
+            .trim()
+            .to_owned()
     }
 
     /// Everything the instance printed so far.
@@ -201,7 +241,10 @@ impl Rampart {
     /// The pid of the running child whose program is `name`
     /// (`rampart-core`, `rampart-edge`).
     pub fn child_pid(&self, name: &str) -> Option<u32> {
-        children_of(self.pid()).into_iter().find(|(_, comm)| comm == name).map(|(pid, _)| pid)
+        children_of(self.pid())
+            .into_iter()
+            .find(|(_, comm)| comm == name)
+            .map(|(pid, _)| pid)
     }
 
     /// Sends SIGTERM and waits for the supervisor to exit.
@@ -215,7 +258,10 @@ impl Rampart {
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                panic!("rampart did not stop within 20 s of SIGTERM; log:\n{}", self.log());
+                panic!(
+                    "rampart did not stop within 20 s of SIGTERM; log:\n{}",
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -249,12 +295,24 @@ pub fn signal(pid: u32, sig: rustix::process::Signal) {
 /// Live children of `parent`: `(pid, command name)`, from /proc.
 pub fn children_of(parent: u32) -> Vec<(u32, String)> {
     let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else { return out };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return out;
+    };
     for entry in entries.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
         // comm is in parentheses and may contain spaces; fields after it are fixed.
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
         let comm = stat[open + 1..close].to_owned();
         let rest: Vec<&str> = stat[close + 2..].split(' ').collect();
         let state = rest.first().copied().unwrap_or("");

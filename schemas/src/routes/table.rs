@@ -2,7 +2,10 @@
 //! answered by the edge and never forwarded.
 
 use super::{Access, Method, Response, Route, ServedBy};
-use crate::api::{Admin, AuditPage, Health, LoginRequest, LoginResponse, Org, OrgCreate, OrgPage, OrgPatch, Ready, SetupRequest};
+use crate::api::{
+    Admin, AuditPage, Health, LoginRequest, LoginResponse, Org, OrgCreate, OrgPage, OrgPatch,
+    Ready, SetupRequest,
+};
 use crate::codec::{RequestBody, ResponseBody};
 use crate::query::{PAGING, QueryKind, QueryParam};
 
@@ -11,22 +14,46 @@ const KIB: usize = 1024;
 const ORG_QUERY: &[QueryParam] = &[
     PAGING[0],
     PAGING[1],
-    QueryParam { name: "search", kind: QueryKind::Text(64), doc: "Only organizations whose name contains this." },
+    QueryParam {
+        name: "search",
+        kind: QueryKind::Text(64),
+        doc: "Only organizations whose name contains this.",
+    },
 ];
 
 const AUDIT_QUERY: &[QueryParam] = &[
     PAGING[0],
     PAGING[1],
-    QueryParam { name: "actor", kind: QueryKind::Text(128), doc: "Only entries by this actor." },
-    QueryParam { name: "action", kind: QueryKind::Text(64), doc: "Only entries with this action, e.g. `org.create`." },
-    QueryParam { name: "since", kind: QueryKind::Timestamp, doc: "Only entries at or after this time." },
+    QueryParam {
+        name: "actor",
+        kind: QueryKind::Text(128),
+        doc: "Only entries by this actor.",
+    },
+    QueryParam {
+        name: "action",
+        kind: QueryKind::Text(64),
+        doc: "Only entries with this action, e.g. `org.create`.",
+    },
+    QueryParam {
+        name: "since",
+        kind: QueryKind::Timestamp,
+        doc: "Only entries at or after this time.",
+    },
 ];
 
-const NO_CONTENT: &[Response] = &[Response { status: 204, body: None, doc: "Done." }];
+const NO_CONTENT: &[Response] = &[Response {
+    status: 204,
+    body: None,
+    doc: "Done.",
+}];
 
 /// Shorthand for a route that answers one JSON type with one status.
 const fn json(status: u16, body: ResponseBody, doc: &'static str) -> Response {
-    Response { status, body: Some(body), doc }
+    Response {
+        status,
+        body: Some(body),
+        doc,
+    }
 }
 
 /// The table. Order matters only for readability: the matcher takes the
@@ -40,7 +67,11 @@ pub static ROUTES: &[Route] = &[
         query: &[],
         body: None,
         body_limit: 0,
-        responses: &[json(200, ResponseBody::of::<Health>(), "The edge is alive.")],
+        responses: &[json(
+            200,
+            ResponseBody::of::<Health>(),
+            "The edge is alive.",
+        )],
         served_by: ServedBy::Edge,
         summary: "Edge liveness",
     },
@@ -53,8 +84,16 @@ pub static ROUTES: &[Route] = &[
         body: None,
         body_limit: 0,
         responses: &[
-            json(200, ResponseBody::of::<Ready>(), "The core answers and a certificate is loaded."),
-            json(503, ResponseBody::of::<Ready>(), "Not ready; the body says which part."),
+            json(
+                200,
+                ResponseBody::of::<Ready>(),
+                "The core answers and a certificate is loaded.",
+            ),
+            json(
+                503,
+                ResponseBody::of::<Ready>(),
+                "Not ready; the body says which part.",
+            ),
         ],
         served_by: ServedBy::Edge,
         summary: "Readiness",
@@ -67,7 +106,11 @@ pub static ROUTES: &[Route] = &[
         query: &[],
         body: None,
         body_limit: 0,
-        responses: &[json(200, ResponseBody::of::<serde_json::Value>(), "This document.")],
+        responses: &[json(
+            200,
+            ResponseBody::of::<serde_json::Value>(),
+            "This document.",
+        )],
         served_by: ServedBy::Edge,
         summary: "The OpenAPI 3.1 document",
     },
@@ -79,7 +122,11 @@ pub static ROUTES: &[Route] = &[
         query: &[],
         body: Some(RequestBody::of::<SetupRequest>()),
         body_limit: 4 * KIB,
-        responses: &[json(201, ResponseBody::of::<Admin>(), "The first admin was created.")],
+        responses: &[json(
+            201,
+            ResponseBody::of::<Admin>(),
+            "The first admin was created.",
+        )],
         served_by: ServedBy::Core,
         summary: "Create the first admin with the one-time setup token (410 once used)",
     },
@@ -91,7 +138,11 @@ pub static ROUTES: &[Route] = &[
         query: &[],
         body: Some(RequestBody::of::<LoginRequest>()),
         body_limit: 8 * KIB,
-        responses: &[json(200, ResponseBody::of::<LoginResponse>(), "Signed in; the session cookie is set.")],
+        responses: &[json(
+            200,
+            ResponseBody::of::<LoginResponse>(),
+            "Signed in; the session cookie is set.",
+        )],
         served_by: ServedBy::Core,
         summary: "Sign in",
     },
@@ -127,7 +178,11 @@ pub static ROUTES: &[Route] = &[
         query: ORG_QUERY,
         body: None,
         body_limit: 0,
-        responses: &[json(200, ResponseBody::of::<OrgPage>(), "A page of organizations, oldest first.")],
+        responses: &[json(
+            200,
+            ResponseBody::of::<OrgPage>(),
+            "A page of organizations, oldest first.",
+        )],
         served_by: ServedBy::Core,
         summary: "List organizations",
     },
@@ -187,7 +242,11 @@ pub static ROUTES: &[Route] = &[
         query: AUDIT_QUERY,
         body: None,
         body_limit: 0,
-        responses: &[json(200, ResponseBody::of::<AuditPage>(), "Entries, newest first.")],
+        responses: &[json(
+            200,
+            ResponseBody::of::<AuditPage>(),
+            "Entries, newest first.",
+        )],
         served_by: ServedBy::Core,
         summary: "Read the audit log",
     },
