@@ -5,6 +5,7 @@
 //! anything reaches the core. See [`gateway`] for the pipeline.
 //!
 //! # Layout
+//! - [`assets`]: the static pages embedded in the binary.
 //! - [`config`]: flags and environment.
 //! - [`server`]: accept loops and connection limits.
 //! - [`gateway`]: the HTTPS request pipeline (match, validate, forward, filter).
@@ -15,6 +16,7 @@
 //! - [`tls`]: rustls configuration and the swappable certificate.
 //! - [`secret`]: the origin secret that proves a request came through here.
 
+pub mod assets;
 pub mod config;
 pub mod forward;
 pub mod gateway;

@@ -9,7 +9,7 @@ use schemars::generate::SchemaSettings;
 use serde_json::{Map, Value, json};
 
 use crate::problem::Problem;
-use crate::routes::{Access, ROUTES, Segment, compile, openapi_path};
+use crate::routes::{Access, ROUTES, Segment, ServedBy, compile, openapi_path};
 
 /// Builds the document.
 pub fn document() -> Value {

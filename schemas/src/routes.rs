@@ -105,6 +105,11 @@ pub enum ServedBy {
     Edge,
     /// The edge validates and forwards to the core.
     Core,
+    /// A static file embedded in the edge (the console's pages and assets).
+    Asset {
+        /// Its media type.
+        content_type: &'static str,
+    },
 }
 
 /// One documented answer of a route.

@@ -62,6 +62,33 @@ async fn every_answer_carries_the_security_headers() {
 }
 
 #[tokio::test]
+async fn the_setup_page_is_served_from_the_binary_without_inline_code() {
+    let rampart = Rampart::start().await;
+    let c = rampart.client();
+    let page = c.get(rampart.url("/setup")).send().await.unwrap();
+    assert_security_headers(&page);
+    assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
+    let html = page.text().await.unwrap();
+    assert!(html.contains(r#"<script src="/assets/setup.js" defer></script>"#));
+    assert!(
+        !html.contains("<script>") && !html.contains("onclick") && !html.contains("style="),
+        "inline code breaks the CSP"
+    );
+    let js = c.get(rampart.url("/assets/setup.js")).send().await.unwrap();
+    assert_eq!(
+        js.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
+    assert!(js.text().await.unwrap().contains("/api/v1/setup"));
+    let r = c
+        .get(rampart.url("/assets/../../etc/passwd"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
 async fn openapi_document_is_served_and_matches_the_contract() {
     let rampart = Rampart::start().await;
     let r = rampart

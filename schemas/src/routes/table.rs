@@ -41,6 +41,33 @@ const AUDIT_QUERY: &[QueryParam] = &[
     },
 ];
 
+const ASSET: &[Response] = &[Response {
+    status: 200,
+    body: None,
+    doc: "The file.",
+}];
+
+/// A static file served by the edge.
+const fn asset(
+    operation: &'static str,
+    path: &'static str,
+    content_type: &'static str,
+    summary: &'static str,
+) -> Route {
+    Route {
+        operation,
+        method: Method::Get,
+        path,
+        access: Access::Public,
+        query: &[],
+        body: None,
+        body_limit: 0,
+        responses: ASSET,
+        served_by: ServedBy::Asset { content_type },
+        summary,
+    }
+}
+
 const NO_CONTENT: &[Response] = &[Response {
     status: 204,
     body: None,
@@ -114,6 +141,24 @@ pub static ROUTES: &[Route] = &[
         served_by: ServedBy::Edge,
         summary: "The OpenAPI 3.1 document",
     },
+    asset(
+        "page.setup",
+        "/setup",
+        "text/html; charset=utf-8",
+        "The first-admin setup page",
+    ),
+    asset(
+        "asset.setup_js",
+        "/assets/setup.js",
+        "text/javascript; charset=utf-8",
+        "Script of the setup page",
+    ),
+    asset(
+        "asset.console_css",
+        "/assets/console.css",
+        "text/css; charset=utf-8",
+        "The console's style sheet",
+    ),
     Route {
         operation: "setup",
         method: Method::Post,
