@@ -111,10 +111,7 @@ impl CoreClient {
         }
         let body = match body {
             Some(bytes) => {
-                headers.insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                );
+                headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
                 Full::new(bytes)
             }
             None => Full::new(Bytes::new()),
@@ -122,11 +119,7 @@ impl CoreClient {
         let request = builder.body(body)?;
 
         let exchange = async {
-            let response = self
-                .client
-                .request(request)
-                .await
-                .map_err(ForwardError::Unreachable)?;
+            let response = self.client.request(request).await.map_err(ForwardError::Unreachable)?;
             let (parts, body) = response.into_parts();
             let body = Limited::new(body, MAX_CORE_RESPONSE)
                 .collect()

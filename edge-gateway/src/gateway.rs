@@ -44,12 +44,7 @@ pub struct Gateway {
 
 impl Gateway {
     /// A gateway forwarding to `core`.
-    pub fn new(
-        core: CoreClient,
-        throttle: Throttle,
-        certs: Arc<CertStore>,
-        body_timeout: Duration,
-    ) -> Self {
+    pub fn new(core: CoreClient, throttle: Throttle, certs: Arc<CertStore>, body_timeout: Duration) -> Self {
         let openapi = Bytes::from(schemas::openapi::document_text());
         Self {
             core,
@@ -82,35 +77,28 @@ impl Gateway {
         peer: SocketAddr,
         request_id: &str,
     ) -> (Response<Body>, &'static str) {
-        let (route, canonical_path) =
-            match match_route(request.method().as_str(), request.uri().path()) {
-                Match::Found {
-                    route,
-                    canonical_path,
-                    ..
-                } => (route, canonical_path),
-                Match::MethodNotAllowed { allow } => {
-                    let allow: Vec<&str> = allow.iter().map(|m| m.as_str()).collect();
-                    let mut response = respond::error(
-                        Kind::MethodNotAllowed,
-                        format!("this path allows {}", allow.join(", ")),
-                        request_id,
-                    );
-                    if let Ok(value) = HeaderValue::from_str(&allow.join(", ")) {
-                        response.headers_mut().insert(header::ALLOW, value);
-                    }
-                    return (response, "-");
+        let (route, canonical_path) = match match_route(request.method().as_str(), request.uri().path()) {
+            Match::Found {
+                route, canonical_path, ..
+            } => (route, canonical_path),
+            Match::MethodNotAllowed { allow } => {
+                let allow: Vec<&str> = allow.iter().map(|m| m.as_str()).collect();
+                let mut response = respond::error(
+                    Kind::MethodNotAllowed,
+                    format!("this path allows {}", allow.join(", ")),
+                    request_id,
+                );
+                if let Ok(value) = HeaderValue::from_str(&allow.join(", ")) {
+                    response.headers_mut().insert(header::ALLOW, value);
                 }
-                Match::NotFound => {
-                    return (
-                        respond::error(Kind::NotFound, "no such route", request_id),
-                        "-",
-                    );
-                }
-            };
+                return (response, "-");
+            }
+            Match::NotFound => {
+                return (respond::error(Kind::NotFound, "no such route", request_id), "-");
+            }
+        };
         (
-            self.run_route(route, canonical_path, request, peer, request_id)
-                .await,
+            self.run_route(route, canonical_path, request, peer, request_id).await,
             route.operation,
         )
     }
@@ -150,11 +138,7 @@ impl Gateway {
             ServedBy::Asset { content_type } => match crate::assets::get(route.path) {
                 Some(bytes) => respond::bytes(StatusCode::OK, content_type, bytes, request_id),
                 None => {
-                    error!(
-                        request_id,
-                        path = route.path,
-                        "asset route without an embedded file"
-                    );
+                    error!(request_id, path = route.path, "asset route without an embedded file");
                     respond::error(Kind::NotFound, "no such file", request_id)
                 }
             },
@@ -168,18 +152,8 @@ impl Gateway {
                     client: peer,
                     request_id,
                 };
-                match self
-                    .core
-                    .send(parts.method, &target, &parts.headers, body, from)
-                    .await
-                {
-                    Ok(answer) => filter_answer(
-                        route,
-                        answer.status,
-                        &answer.headers,
-                        &answer.body,
-                        request_id,
-                    ),
+                match self.core.send(parts.method, &target, &parts.headers, body, from).await {
+                    Ok(answer) => filter_answer(route, answer.status, &answer.headers, &answer.body, request_id),
                     Err(e) => {
                         error!(request_id, operation = route.operation, error = %e, "forwarding to the core failed");
                         let kind = match e {
@@ -195,12 +169,7 @@ impl Gateway {
     }
 
     /// Steps 4: media type, size, timeout, parse, validate, re-encode.
-    async fn read_body(
-        &self,
-        route: &Route,
-        headers: &HeaderMap,
-        body: Incoming,
-    ) -> Result<Option<Bytes>, Problem> {
+    async fn read_body(&self, route: &Route, headers: &HeaderMap, body: Incoming) -> Result<Option<Bytes>, Problem> {
         let declared = headers
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
@@ -208,19 +177,13 @@ impl Gateway {
         let Some(codec) = route.body else {
             // A route without a body takes none; an empty one is fine.
             if declared.is_some_and(|n| n > 0) {
-                return Err(Problem::new(
-                    Kind::PayloadTooLarge,
-                    "this route takes no body",
-                ));
+                return Err(Problem::new(Kind::PayloadTooLarge, "this route takes no body"));
             }
             let bytes = self.collect(body, 0).await?;
             return if bytes.is_empty() {
                 Ok(None)
             } else {
-                Err(Problem::new(
-                    Kind::PayloadTooLarge,
-                    "this route takes no body",
-                ))
+                Err(Problem::new(Kind::PayloadTooLarge, "this route takes no body"))
             };
         };
         if !is_json(headers) {
@@ -243,10 +206,7 @@ impl Gateway {
 
     async fn collect(&self, body: Incoming, limit: usize) -> Result<Bytes, Problem> {
         match tokio::time::timeout(self.body_timeout, Limited::new(body, limit).collect()).await {
-            Err(_) => Err(Problem::new(
-                Kind::RequestTimeout,
-                "the body did not arrive in time",
-            )),
+            Err(_) => Err(Problem::new(Kind::RequestTimeout, "the body did not arrive in time")),
             Ok(Ok(collected)) => Ok(collected.to_bytes()),
             Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(Problem::new(
                 Kind::PayloadTooLarge,
@@ -277,11 +237,7 @@ impl Gateway {
                 } else {
                     StatusCode::SERVICE_UNAVAILABLE
                 };
-                respond::json(
-                    status,
-                    serde_json::to_vec(&body).unwrap_or_default(),
-                    request_id,
-                )
+                respond::json(status, serde_json::to_vec(&body).unwrap_or_default(), request_id)
             }
             other => {
                 error!(
@@ -312,16 +268,11 @@ impl Gateway {
 
 /// `application/json`, optionally with `charset=utf-8`; nothing else.
 fn is_json(headers: &HeaderMap) -> bool {
-    let Some(value) = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-    else {
+    let Some(value) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
         return false;
     };
     let mut parts = value.split(';').map(str::trim);
-    let essence_ok = parts
-        .next()
-        .is_some_and(|m| m.eq_ignore_ascii_case("application/json"));
+    let essence_ok = parts.next().is_some_and(|m| m.eq_ignore_ascii_case("application/json"));
     essence_ok && parts.all(|p| p.eq_ignore_ascii_case("charset=utf-8"))
 }
 
@@ -372,12 +323,7 @@ fn filter_answer(
 
 type Checked = (Option<&'static str>, Bytes);
 
-fn checked_body(
-    route: &Route,
-    status: StatusCode,
-    headers: &HeaderMap,
-    body: &Bytes,
-) -> Result<Checked, String> {
+fn checked_body(route: &Route, status: StatusCode, headers: &HeaderMap, body: &Bytes) -> Result<Checked, String> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -399,9 +345,7 @@ fn checked_body(
         None => Err("a body where none is declared".into()),
         Some(codec) => {
             if !content_type.starts_with("application/json") {
-                return Err(format!(
-                    "content type {content_type:?} where JSON is declared"
-                ));
+                return Err(format!("content type {content_type:?} where JSON is declared"));
             }
             Ok((Some("application/json"), Bytes::from((codec.filter)(body)?)))
         }
@@ -420,10 +364,7 @@ mod tests {
 
     fn json_headers() -> HeaderMap {
         let mut h = HeaderMap::new();
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         h
     }
 
@@ -446,26 +387,16 @@ mod tests {
     #[test]
     fn undeclared_field_is_withheld() {
         let body = Bytes::from_static(br#"{"id":"0192f0c4-8c3e-7a6b-9a8b-0123456789ab","name":"Acme","created_at":"2026-01-01T00:00:00Z","secret":"x"}"#);
-        let r = filter_answer(
-            route("orgs.get"),
-            StatusCode::OK,
-            &json_headers(),
-            &body,
-            "rid",
-        );
+        let r = filter_answer(route("orgs.get"), StatusCode::OK, &json_headers(), &body, "rid");
         assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
     }
 
     #[test]
     fn declared_answer_passes_reencoded() {
-        let body = Bytes::from_static(br#"{ "id":"0192f0c4-8c3e-7a6b-9a8b-0123456789ab", "name":"Acme","created_at":"2026-01-01T00:00:00Z"}"#);
-        let r = filter_answer(
-            route("orgs.get"),
-            StatusCode::OK,
-            &json_headers(),
-            &body,
-            "rid",
+        let body = Bytes::from_static(
+            br#"{ "id":"0192f0c4-8c3e-7a6b-9a8b-0123456789ab", "name":"Acme","created_at":"2026-01-01T00:00:00Z"}"#,
         );
+        let r = filter_answer(route("orgs.get"), StatusCode::OK, &json_headers(), &body, "rid");
         assert_eq!(r.status(), StatusCode::OK);
         assert_eq!(r.headers()["x-request-id"], "rid");
         assert!(r.headers().contains_key("strict-transport-security"));
@@ -473,30 +404,18 @@ mod tests {
 
     #[test]
     fn undeclared_status_and_non_problem_errors_are_withheld() {
-        let body = Bytes::from_static(br#"{"id":"0192f0c4-8c3e-7a6b-9a8b-0123456789ab","name":"Acme","created_at":"2026-01-01T00:00:00Z"}"#);
+        let body = Bytes::from_static(
+            br#"{"id":"0192f0c4-8c3e-7a6b-9a8b-0123456789ab","name":"Acme","created_at":"2026-01-01T00:00:00Z"}"#,
+        );
         assert_eq!(
-            filter_answer(
-                route("orgs.get"),
-                StatusCode::CREATED,
-                &json_headers(),
-                &body,
-                "r"
-            )
-            .status(),
+            filter_answer(route("orgs.get"), StatusCode::CREATED, &json_headers(), &body, "r").status(),
             StatusCode::BAD_GATEWAY
         );
         let err = Bytes::from_static(b"<html>stack trace</html>");
         let mut h = HeaderMap::new();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
         assert_eq!(
-            filter_answer(
-                route("orgs.get"),
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &h,
-                &err,
-                "r"
-            )
-            .status(),
+            filter_answer(route("orgs.get"), StatusCode::INTERNAL_SERVER_ERROR, &h, &err, "r").status(),
             StatusCode::BAD_GATEWAY
         );
     }

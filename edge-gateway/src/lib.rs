@@ -59,8 +59,8 @@ impl BoundEdge {
     /// Loads or creates the certificate and binds both listeners.
     pub async fn bind(config: &EdgeConfig, secret: &OriginSecret) -> anyhow::Result<Self> {
         let files = CertFiles::in_state_dir(&config.state_dir);
-        let (key, origin) = tls::load_or_create(&files, &tls::self_signed_names())
-            .context("setting up the TLS certificate")?;
+        let (key, origin) =
+            tls::load_or_create(&files, &tls::self_signed_names()).context("setting up the TLS certificate")?;
         if origin == Origin::CreatedSelfSigned {
             warn!("************************************************************");
             warn!("* USING A SELF-SIGNED CERTIFICATE: browsers will warn and  *");
@@ -72,8 +72,7 @@ impl BoundEdge {
             info!(cert = %files.cert.display(), "certificate loaded");
         }
         let store = Arc::new(CertStore::new(key));
-        let tls =
-            tls::server_config(Arc::clone(&store)).context("building the TLS configuration")?;
+        let tls = tls::server_config(Arc::clone(&store)).context("building the TLS configuration")?;
 
         let http = TcpListener::bind(config.http_addr)
             .await
@@ -119,19 +118,8 @@ impl BoundEdge {
     pub async fn serve(self, shutdown: CancellationToken) {
         info!(http = ?self.http.local_addr().ok(), https = ?self.https.local_addr().ok(), "edge listening");
         let acceptor = tokio_rustls::TlsAcceptor::from(self.tls);
-        let https = server::serve_https(
-            self.https,
-            acceptor,
-            self.gateway,
-            self.limits,
-            shutdown.clone(),
-        );
-        let http = server::serve_http(
-            self.http,
-            Redirector::new(self.redirect_port),
-            self.limits,
-            shutdown,
-        );
+        let https = server::serve_https(self.https, acceptor, self.gateway, self.limits, shutdown.clone());
+        let http = server::serve_http(self.http, Redirector::new(self.redirect_port), self.limits, shutdown);
         tokio::join!(https, http);
         info!("edge stopped");
     }

@@ -32,11 +32,7 @@ impl Redirector {
             return respond::error(Kind::NotFound, "no such challenge", &request_id);
         }
         let Some(host) = host_of(request) else {
-            return respond::error(
-                Kind::Validation,
-                "a valid Host header is required",
-                &request_id,
-            );
+            return respond::error(Kind::Validation, "a valid Host header is required", &request_id);
         };
         let port = if self.https_port == 443 {
             String::new()
@@ -46,11 +42,7 @@ impl Redirector {
         let target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
         let location = format!("https://{host}{port}{target}");
         let Ok(location) = HeaderValue::from_str(&location) else {
-            return respond::error(
-                Kind::Validation,
-                "the request target cannot be redirected",
-                &request_id,
-            );
+            return respond::error(Kind::Validation, "the request target cannot be redirected", &request_id);
         };
         let mut response = Response::new(Body::default());
         *response.status_mut() = StatusCode::PERMANENT_REDIRECT;
@@ -73,12 +65,8 @@ fn host_of(request: &Request<Incoming>) -> Option<String> {
 fn host_without_port(raw: &str) -> Option<String> {
     if let Some(rest) = raw.strip_prefix('[') {
         let (inner, after) = rest.split_once(']')?;
-        let port_ok = after.is_empty()
-            || after
-                .strip_prefix(':')
-                .is_some_and(|p| p.parse::<u16>().is_ok());
-        return (port_ok && inner.parse::<std::net::Ipv6Addr>().is_ok())
-            .then(|| format!("[{inner}]"));
+        let port_ok = after.is_empty() || after.strip_prefix(':').is_some_and(|p| p.parse::<u16>().is_ok());
+        return (port_ok && inner.parse::<std::net::Ipv6Addr>().is_ok()).then(|| format!("[{inner}]"));
     }
     let host = match raw.rsplit_once(':') {
         Some((host, port)) if port.parse::<u16>().is_ok() => host,
@@ -100,18 +88,9 @@ mod tests {
 
     #[test]
     fn hosts() {
-        assert_eq!(
-            host_without_port("Example.com:8080").as_deref(),
-            Some("example.com")
-        );
-        assert_eq!(
-            host_without_port("vpn.example").as_deref(),
-            Some("vpn.example")
-        );
-        assert_eq!(
-            host_without_port("[2001:db8::1]:80").as_deref(),
-            Some("[2001:db8::1]")
-        );
+        assert_eq!(host_without_port("Example.com:8080").as_deref(), Some("example.com"));
+        assert_eq!(host_without_port("vpn.example").as_deref(), Some("vpn.example"));
+        assert_eq!(host_without_port("[2001:db8::1]:80").as_deref(), Some("[2001:db8::1]"));
         assert_eq!(host_without_port("evil.com/x"), None);
         assert_eq!(host_without_port("a@b"), None);
         assert_eq!(host_without_port("a:b"), None);

@@ -12,10 +12,7 @@ pub type Body = Full<Bytes>;
 
 /// Headers on every answer, whatever produced it.
 const SECURITY_HEADERS: [(HeaderName, &str); 5] = [
-    (
-        header::STRICT_TRANSPORT_SECURITY,
-        "max-age=63072000; includeSubDomains",
-    ),
+    (header::STRICT_TRANSPORT_SECURITY, "max-age=63072000; includeSubDomains"),
     (
         header::CONTENT_SECURITY_POLICY,
         "default-src 'self'; frame-ancestors 'none'",
@@ -72,15 +69,10 @@ pub fn error(kind: Kind, detail: impl Into<String>, request_id: &str) -> Respons
 }
 
 /// A 429 with `Retry-After`.
-pub fn too_many(
-    retry_after_secs: u64,
-    detail: impl Into<String>,
-    request_id: &str,
-) -> Response<Body> {
+pub fn too_many(retry_after_secs: u64, detail: impl Into<String>, request_id: &str) -> Response<Body> {
     let mut response = error(Kind::TooManyRequests, detail, request_id);
-    response.headers_mut().insert(
-        header::RETRY_AFTER,
-        HeaderValue::from(retry_after_secs.max(1)),
-    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs.max(1)));
     response
 }

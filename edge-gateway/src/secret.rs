@@ -45,8 +45,7 @@ impl OriginSecret {
 
     /// The proof header's value, marked sensitive so it is never logged.
     pub fn header_value(&self) -> HeaderValue {
-        let mut value =
-            HeaderValue::from_str(&self.0).unwrap_or_else(|_| HeaderValue::from_static(""));
+        let mut value = HeaderValue::from_str(&self.0).unwrap_or_else(|_| HeaderValue::from_static(""));
         value.set_sensitive(true);
         value
     }

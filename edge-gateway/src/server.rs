@@ -72,8 +72,7 @@ pub async fn serve_https(
         let gateway = Arc::clone(&gateway);
         let builder = Arc::clone(&builder);
         async move {
-            let tls = match tokio::time::timeout(limits.header_timeout, acceptor.accept(tcp)).await
-            {
+            let tls = match tokio::time::timeout(limits.header_timeout, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => return debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => return debug!(%peer, "TLS handshake timed out"),
@@ -92,12 +91,7 @@ pub async fn serve_https(
 }
 
 /// Serves the plain-HTTP redirector on `listener` until `shutdown`.
-pub async fn serve_http(
-    listener: TcpListener,
-    redirector: Redirector,
-    limits: Limits,
-    shutdown: CancellationToken,
-) {
+pub async fn serve_http(listener: TcpListener, redirector: Redirector, limits: Limits, shutdown: CancellationToken) {
     let builder = Arc::new(builder(limits));
     accept_loop(listener, limits, shutdown, move |tcp, _peer, graceful| {
         let redirector = redirector.clone();
@@ -114,12 +108,8 @@ pub async fn serve_http(
     .await;
 }
 
-async fn accept_loop<F, Fut>(
-    listener: TcpListener,
-    limits: Limits,
-    shutdown: CancellationToken,
-    serve: F,
-) where
+async fn accept_loop<F, Fut>(listener: TcpListener, limits: Limits, shutdown: CancellationToken, serve: F)
+where
     F: Fn(TcpStream, SocketAddr, Watcher) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
@@ -155,10 +145,7 @@ async fn accept_loop<F, Fut>(
     }
     drop(listener);
     info!("listener closed; draining open connections");
-    if tokio::time::timeout(DRAIN, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(DRAIN, graceful.shutdown()).await.is_err() {
         warn!("connections still open after {DRAIN:?}; closing them");
     }
 }

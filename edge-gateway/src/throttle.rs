@@ -47,9 +47,7 @@ impl Throttle {
         };
         if buckets.len() >= MAX_TRACKED && !buckets.contains_key(&key) {
             let full = self.per_minute;
-            buckets.retain(|_, b| {
-                b.tokens + now.duration_since(b.updated).as_secs_f64() * rate < full
-            });
+            buckets.retain(|_, b| b.tokens + now.duration_since(b.updated).as_secs_f64() * rate < full);
             if buckets.len() >= MAX_TRACKED {
                 return Err(Duration::from_secs(60));
             }

@@ -119,6 +119,11 @@ impl CertFiles {
             key: dir.join("key.pem"),
         }
     }
+
+    /// Present while the certificate is one the edge made itself.
+    fn self_signed_marker(&self) -> PathBuf {
+        self.cert.with_file_name("self-signed")
+    }
 }
 
 /// What [`load_or_create`] did.
@@ -130,16 +135,36 @@ pub enum Origin {
     CreatedSelfSigned,
 }
 
+/// How long a self-signed certificate is valid: the longest validity
+/// browsers accept for any certificate.
+const SELF_SIGNED_DAYS: i64 = 397;
+/// A self-signed certificate this close to expiry is replaced at start.
+const SELF_SIGNED_RENEW_DAYS: i64 = 30;
+
 /// Loads the certificate, or makes a self-signed one for `names` when there
-/// is none yet.
-pub fn load_or_create(
-    files: &CertFiles,
-    names: &[String],
-) -> Result<(Arc<CertifiedKey>, Origin), TlsError> {
-    if files.cert.exists() && files.key.exists() {
+/// is none yet or the self-signed one is about to expire. A marker file
+/// beside a self-signed certificate records its expiry (unix seconds), so an
+/// operator's own certificate is never replaced.
+pub fn load_or_create(files: &CertFiles, names: &[String]) -> Result<(Arc<CertifiedKey>, Origin), TlsError> {
+    let now = time::OffsetDateTime::now_utc();
+    let marker = files.self_signed_marker();
+    let self_signed_expiring = fs::read_to_string(&marker)
+        .ok()
+        .and_then(|text| text.trim().parse::<i64>().ok())
+        .is_some_and(|not_after| not_after - now.unix_timestamp() < SELF_SIGNED_RENEW_DAYS * 86_400);
+    if files.cert.exists() && files.key.exists() && !self_signed_expiring {
         return Ok((load(files)?, Origin::Loaded));
     }
-    let generated = rcgen::generate_simple_self_signed(names.to_vec())?;
+    let mut params = rcgen::CertificateParams::new(names.to_vec())?;
+    params.distinguished_name.push(
+        rcgen::DnType::CommonName,
+        names.first().map_or("localhost", String::as_str),
+    );
+    params.not_before = now - time::Duration::hours(1);
+    let not_after = now + time::Duration::days(SELF_SIGNED_DAYS);
+    params.not_after = not_after;
+    let key = rcgen::KeyPair::generate()?;
+    let cert = params.self_signed(&key)?;
     let dir = files.cert.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(|source| TlsError::Io {
         path: dir.to_owned(),
@@ -149,8 +174,9 @@ pub fn load_or_create(
         path: dir.to_owned(),
         source,
     })?;
-    write_private(&files.key, generated.signing_key.serialize_pem().as_bytes())?;
-    write_private(&files.cert, generated.cert.pem().as_bytes())?;
+    write_private(&files.key, key.serialize_pem().as_bytes())?;
+    write_private(&files.cert, cert.pem().as_bytes())?;
+    write_private(&marker, not_after.unix_timestamp().to_string().as_bytes())?;
     Ok((load(files)?, Origin::CreatedSelfSigned))
 }
 
@@ -202,11 +228,7 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
 /// The names a self-signed certificate is made for: localhost, the loopback
 /// addresses and this host's name.
 pub fn self_signed_names() -> Vec<String> {
-    let mut names = vec![
-        "localhost".to_owned(),
-        "127.0.0.1".to_owned(),
-        "::1".to_owned(),
-    ];
+    let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
     if let Ok(host) = fs::read_to_string("/proc/sys/kernel/hostname") {
         let host = host.trim();
         if !host.is_empty()
@@ -248,6 +270,11 @@ mod tests {
         let (second, origin) = load_or_create(&files, &["localhost".into()]).unwrap();
         assert_eq!(origin, Origin::Loaded);
         assert_eq!(first.cert, second.cert);
+        // One that is about to expire is replaced.
+        fs::write(files.self_signed_marker(), "0").unwrap();
+        let (third, origin) = load_or_create(&files, &["localhost".into()]).unwrap();
+        assert_eq!(origin, Origin::CreatedSelfSigned);
+        assert_ne!(first.cert, third.cert);
         fs::remove_dir_all(dir).unwrap();
     }
 }

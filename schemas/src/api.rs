@@ -11,9 +11,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use validator::{Validate, ValidationError};
 
-use crate::values::{
-    AdminId, LoginPassword, Name, OrgId, Password, Role, Token, TotpCode, Username,
-};
+use crate::values::{AdminId, LoginPassword, Name, OrgId, Password, Role, Token, TotpCode, Username};
 
 /// A schema-level rule's error that names the field it is about.
 fn field_error(field: &'static str, code: &'static str, message: &'static str) -> ValidationError {
@@ -36,12 +34,7 @@ pub struct SetupRequest {
 }
 
 fn setup_password_differs(req: &SetupRequest) -> Result<(), ValidationError> {
-    if req
-        .password
-        .expose()
-        .to_lowercase()
-        .contains(req.username.as_str())
-    {
+    if req.password.expose().to_lowercase().contains(req.username.as_str()) {
         return Err(field_error(
             "password",
             "contains_username",
@@ -189,6 +182,19 @@ pub struct AuditEntry {
     pub hash: String,
     /// The previous entry's hash (64 zeros for the first).
     pub prev_hash: String,
+}
+
+/// `GET /api/v1/audit/verify`: the result of recomputing the audit hash chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuditVerify {
+    /// Whether every entry fits the chain.
+    pub ok: bool,
+    /// How many entries the log holds.
+    pub entries: u64,
+    /// The id of the first entry that does not fit, when one does not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_bad_id: Option<i64>,
 }
 
 /// `GET /healthz`.

@@ -86,8 +86,7 @@ pub fn decode_request<T: DeserializeOwned + Validate>(bytes: &[u8]) -> Result<T,
         return Err(vec![FieldError::new("body", "must be a JSON object")]);
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value: T =
-        serde_path_to_error::deserialize(&mut de).map_err(|e| vec![serde_field_error(&e)])?;
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| vec![serde_field_error(&e)])?;
     de.end()
         .map_err(|e| vec![FieldError::new("body", strip_position(&e.to_string()))])?;
     value.validate().map_err(|e| {
@@ -99,17 +98,14 @@ pub fn decode_request<T: DeserializeOwned + Validate>(bytes: &[u8]) -> Result<T,
     Ok(value)
 }
 
-fn reencode_request<T: DeserializeOwned + Serialize + Validate>(
-    bytes: &[u8],
-) -> Result<Vec<u8>, Vec<FieldError>> {
+fn reencode_request<T: DeserializeOwned + Serialize + Validate>(bytes: &[u8]) -> Result<Vec<u8>, Vec<FieldError>> {
     let value = decode_request::<T>(bytes)?;
     serde_json::to_vec(&value).map_err(|e| vec![FieldError::new("body", e.to_string())])
 }
 
 fn filter_response<T: DeserializeOwned + Serialize>(bytes: &[u8]) -> Result<Vec<u8>, String> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value: T = serde_path_to_error::deserialize(&mut de)
-        .map_err(|e| format!("{}: {}", e.path(), e.inner()))?;
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| format!("{}: {}", e.path(), e.inner()))?;
     de.end().map_err(|e| e.to_string())?;
     serde_json::to_vec(&value).map_err(|e| e.to_string())
 }
@@ -129,21 +125,13 @@ fn serde_field_error(e: &serde_path_to_error::Error<serde_json::Error>) -> Field
         if let Some(rest) = message.strip_prefix(marker)
             && let Some(name) = rest.split('`').next()
         {
-            let text = marker
-                .trim_end_matches(" `")
-                .trim_end_matches(" field")
-                .to_owned()
-                + " field";
+            let text = marker.trim_end_matches(" `").trim_end_matches(" field").to_owned() + " field";
             // serde_path_to_error already puts an unknown field in the path.
             let already = base == name || base.ends_with(&format!(".{name}"));
             return FieldError::new(if already { base } else { join(&base, name) }, text);
         }
     }
-    let field = if base.is_empty() {
-        "body".to_owned()
-    } else {
-        base
-    };
+    let field = if base.is_empty() { "body".to_owned() } else { base };
     FieldError::new(field, message)
 }
 
@@ -217,10 +205,7 @@ mod tests {
         assert_eq!(fields(decode_request(br"{}")), ["name"]);
         assert_eq!(fields(decode_request(br#"{"name":5}"#)), ["name"]);
         assert_eq!(fields(decode_request(br#"{"name":""}"#)), ["name"]);
-        assert_eq!(
-            fields(decode_request(br#"{"name":"a","name":"b"}"#)),
-            ["name"]
-        );
+        assert_eq!(fields(decode_request(br#"{"name":"a","name":"b"}"#)), ["name"]);
     }
 
     #[test]

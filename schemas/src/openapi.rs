@@ -24,9 +24,7 @@ pub fn document() -> Value {
         let mut parameters = Vec::new();
         for seg in compile(route.path) {
             if let Segment::Param { name, kind } = seg {
-                parameters.push(
-                    json!({"name": name, "in": "path", "required": true, "schema": kind.schema()}),
-                );
+                parameters.push(json!({"name": name, "in": "path", "required": true, "schema": kind.schema()}));
             }
         }
         for q in route.query {
@@ -37,8 +35,10 @@ pub fn document() -> Value {
         for r in route.responses {
             let mut answer = json!({"description": r.doc});
             if let Some(body) = r.body {
-                answer["content"] =
-                    json!({"application/json": {"schema": (body.schema)(&mut generator)}});
+                answer["content"] = json!({"application/json": {"schema": (body.schema)(&mut generator)}});
+            }
+            if let ServedBy::Asset { content_type } = route.served_by {
+                answer["content"] = json!({ content_type: {"schema": {"type": "string"}} });
             }
             responses.insert(r.status.to_string(), answer);
         }
@@ -65,9 +65,7 @@ pub fn document() -> Value {
             });
             op["x-rampart-body-limit"] = json!(route.body_limit);
         }
-        let entry = paths
-            .entry(openapi_path(route.path))
-            .or_insert_with(|| json!({}));
+        let entry = paths.entry(openapi_path(route.path)).or_insert_with(|| json!({}));
         entry[route.method.as_str().to_ascii_lowercase()] = op;
     }
 
@@ -160,11 +158,7 @@ mod tests {
                 let r = op["requestBody"]["content"]["application/json"]["schema"]["$ref"]
                     .as_str()
                     .unwrap();
-                assert!(
-                    r.ends_with(&format!("/{}", (body.name)())),
-                    "{}: {r}",
-                    route.operation
-                );
+                assert!(r.ends_with(&format!("/{}", (body.name)())), "{}: {r}", route.operation);
             }
             let statuses: Vec<&String> = op["responses"]
                 .as_object()

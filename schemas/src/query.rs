@@ -114,17 +114,11 @@ pub fn check_query(raw: &str, allowed: &[QueryParam]) -> Result<String, Vec<Fiel
     for (name, value) in form_urlencoded::parse(raw.as_bytes()) {
         let Some(param) = allowed.iter().find(|p| p.name == name) else {
             let shown: String = name.chars().take(64).collect();
-            errors.push(FieldError::new(
-                format!("query.{shown}"),
-                "unknown query parameter",
-            ));
+            errors.push(FieldError::new(format!("query.{shown}"), "unknown query parameter"));
             continue;
         };
         if seen.contains(&param.name) {
-            errors.push(FieldError::new(
-                format!("query.{}", param.name),
-                "given more than once",
-            ));
+            errors.push(FieldError::new(format!("query.{}", param.name), "given more than once"));
             continue;
         }
         seen.push(param.name);

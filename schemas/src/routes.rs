@@ -213,19 +213,17 @@ pub fn compile(template: &'static str) -> Vec<Segment> {
         panic!("route {template} must start with /")
     };
     rest.split('/')
-        .map(
-            |seg| match seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-                Some(inner) => {
-                    let (name, kind) = inner
-                        .split_once(':')
-                        .unwrap_or_else(|| panic!("{template}: parameter needs a type"));
-                    let kind = ParamKind::parse(kind)
-                        .unwrap_or_else(|| panic!("{template}: unknown parameter type {kind}"));
-                    Segment::Param { name, kind }
-                }
-                None => Segment::Literal(seg),
-            },
-        )
+        .map(|seg| match seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+            Some(inner) => {
+                let (name, kind) = inner
+                    .split_once(':')
+                    .unwrap_or_else(|| panic!("{template}: parameter needs a type"));
+                let kind =
+                    ParamKind::parse(kind).unwrap_or_else(|| panic!("{template}: unknown parameter type {kind}"));
+                Segment::Param { name, kind }
+            }
+            None => Segment::Literal(seg),
+        })
         .collect()
 }
 
@@ -246,8 +244,7 @@ pub fn openapi_path(template: &'static str) -> String {
     out
 }
 
-static COMPILED: LazyLock<Vec<Vec<Segment>>> =
-    LazyLock::new(|| ROUTES.iter().map(|r| compile(r.path)).collect());
+static COMPILED: LazyLock<Vec<Vec<Segment>>> = LazyLock::new(|| ROUTES.iter().map(|r| compile(r.path)).collect());
 
 /// What the matcher decided.
 #[derive(Debug)]
@@ -300,10 +297,7 @@ pub fn match_route(method: &str, path: &str) -> Match {
     }
 }
 
-fn match_segments(
-    segments: &[Segment],
-    rest: &str,
-) -> Option<(Vec<(&'static str, String)>, String)> {
+fn match_segments(segments: &[Segment], rest: &str) -> Option<(Vec<(&'static str, String)>, String)> {
     let mut parts = rest.split('/');
     let mut params = Vec::new();
     let mut canonical = String::with_capacity(rest.len() + 1);
@@ -370,10 +364,7 @@ mod tests {
             } => {
                 assert_eq!(route.operation, "orgs.get");
                 assert_eq!(params[0].1, id.to_lowercase());
-                assert_eq!(
-                    canonical_path,
-                    format!("/api/v1/orgs/{}", id.to_lowercase())
-                );
+                assert_eq!(canonical_path, format!("/api/v1/orgs/{}", id.to_lowercase()));
             }
             other => panic!("{other:?}"),
         }
@@ -381,22 +372,10 @@ mod tests {
 
     #[test]
     fn malformed_id_unknown_path_and_wrong_method() {
-        assert!(matches!(
-            match_route("GET", "/api/v1/orgs/123"),
-            Match::NotFound
-        ));
-        assert!(matches!(
-            match_route("GET", "/api/v1/orgs/"),
-            Match::NotFound
-        ));
-        assert!(matches!(
-            match_route("GET", "/api/v1/nope"),
-            Match::NotFound
-        ));
-        assert!(matches!(
-            match_route("GET", "//api/v1/orgs"),
-            Match::NotFound
-        ));
+        assert!(matches!(match_route("GET", "/api/v1/orgs/123"), Match::NotFound));
+        assert!(matches!(match_route("GET", "/api/v1/orgs/"), Match::NotFound));
+        assert!(matches!(match_route("GET", "/api/v1/nope"), Match::NotFound));
+        assert!(matches!(match_route("GET", "//api/v1/orgs"), Match::NotFound));
         match match_route("PUT", "/api/v1/orgs") {
             Match::MethodNotAllowed { allow } => assert_eq!(allow, [Method::Get, Method::Post]),
             other => panic!("{other:?}"),

@@ -95,9 +95,7 @@ fn check_username(value: &str) -> Result<(), InvalidValue> {
         .bytes()
         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
     if !ok_first || !ok_rest {
-        return Err(invalid(
-            "must start with a-z and use only a-z, 0-9, '.', '_' and '-'",
-        ));
+        return Err(invalid("must start with a-z and use only a-z, 0-9, '.', '_' and '-'"));
     }
     Ok(())
 }
@@ -368,9 +366,6 @@ mod tests {
         assert_eq!(parse_canonical_uuid(&id.to_string()), Some(id));
         assert_eq!(parse_canonical_uuid(&id.simple().to_string()), None);
         assert_eq!(parse_canonical_uuid(&format!("{{{id}}}")), None);
-        assert_eq!(
-            parse_canonical_uuid("not-a-uuid-at-all-not-a-uuid-at-all!"),
-            None
-        );
+        assert_eq!(parse_canonical_uuid("not-a-uuid-at-all-not-a-uuid-at-all!"), None);
     }
 }

@@ -21,8 +21,7 @@ pub const SESSION_COOKIE: &str = "__Host-rampart_session";
 /// Client request headers the edge passes to the core (lower case). Everything
 /// else is dropped; `content-type` and `content-length` are rewritten by the
 /// edge for the re-encoded body.
-pub const FORWARDED_REQUEST_HEADERS: &[&str] =
-    &["accept", "authorization", "cookie", CSRF, "user-agent"];
+pub const FORWARDED_REQUEST_HEADERS: &[&str] = &["accept", "authorization", "cookie", CSRF, "user-agent"];
 
 /// Core response headers the edge passes to the client (lower case).
 pub const FORWARDED_RESPONSE_HEADERS: &[&str] = &[

@@ -15,12 +15,7 @@ async fn problem(r: reqwest::Response) -> (StatusCode, Value) {
     );
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["status"], status.as_u16());
-    assert!(
-        body["type"]
-            .as_str()
-            .unwrap()
-            .starts_with("urn:rampart:problem:")
-    );
+    assert!(body["type"].as_str().unwrap().starts_with("urn:rampart:problem:"));
     assert!(body["title"].is_string() && body["detail"].is_string());
     assert_eq!(body["request_id"].as_str().unwrap().len(), 36);
     (status, body)
@@ -93,9 +88,7 @@ async fn the_edge_answers_bad_input_itself() {
         Some("application/x-www-form-urlencoded"),
         Some("application/json; charset=latin1"),
     ] {
-        let mut rb = s
-            .request(Method::POST, "/api/v1/orgs")
-            .body(r#"{"name":"x"}"#);
+        let mut rb = s.request(Method::POST, "/api/v1/orgs").body(r#"{"name":"x"}"#);
         if let Some(ct) = ct {
             rb = rb.header("content-type", ct);
         }
@@ -128,14 +121,11 @@ async fn the_edge_answers_bad_input_itself() {
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     // A body on a route that takes none.
     let (status, _) = problem(
-        s.request(
-            Method::DELETE,
-            &format!("/api/v1/orgs/{}", uuid::Uuid::now_v7()),
-        )
-        .body("x")
-        .send()
-        .await
-        .unwrap(),
+        s.request(Method::DELETE, &format!("/api/v1/orgs/{}", uuid::Uuid::now_v7()))
+            .body("x")
+            .send()
+            .await
+            .unwrap(),
     )
     .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
@@ -169,10 +159,7 @@ async fn the_edge_answers_bad_input_itself() {
     }
     let long = json!({"name": "x".repeat(65)});
     let (status, p) = s.send(Method::POST, "/api/v1/orgs", long).await;
-    assert_eq!(
-        (status, fields(&p)),
-        (StatusCode::BAD_REQUEST, vec!["name".to_owned()])
-    );
+    assert_eq!((status, fields(&p)), (StatusCode::BAD_REQUEST, vec!["name".to_owned()]));
     // Several bad fields at once are all named.
     let r = rampart
         .client()
@@ -192,10 +179,7 @@ async fn the_edge_answers_bad_input_itself() {
             json!({}),
         )
         .await;
-    assert_eq!(
-        (status, fields(&p)),
-        (StatusCode::BAD_REQUEST, vec!["name".to_owned()])
-    );
+    assert_eq!((status, fields(&p)), (StatusCode::BAD_REQUEST, vec!["name".to_owned()]));
 
     // Query strings are typed too.
     for (query, field) in [
@@ -232,11 +216,7 @@ async fn the_edge_answers_bad_input_itself() {
 
     // Nothing above reached the core: the audit log did not grow.
     let (_, after) = s.get("/api/v1/audit?limit=500").await;
-    assert_eq!(
-        after["items"].as_array().unwrap().len(),
-        audited_before,
-        "{after}"
-    );
+    assert_eq!(after["items"].as_array().unwrap().len(), audited_before, "{after}");
 }
 
 /// A body sent in chunks without a Content-Length.

@@ -36,10 +36,7 @@ async fn every_answer_carries_the_security_headers() {
     for r in [
         c.get(rampart.url("/healthz")).send().await.unwrap(),
         c.get(rampart.url("/readyz")).send().await.unwrap(),
-        c.get(rampart.url("/api/v1/openapi.json"))
-            .send()
-            .await
-            .unwrap(),
+        c.get(rampart.url("/api/v1/openapi.json")).send().await.unwrap(),
         c.get(rampart.url("/nope")).send().await.unwrap(),
         c.delete(rampart.url("/api/v1/orgs")).send().await.unwrap(),
         c.get(rampart.url("/api/v1/orgs")).send().await.unwrap(),
@@ -75,16 +72,9 @@ async fn the_setup_page_is_served_from_the_binary_without_inline_code() {
         "inline code breaks the CSP"
     );
     let js = c.get(rampart.url("/assets/setup.js")).send().await.unwrap();
-    assert_eq!(
-        js.headers()["content-type"],
-        "text/javascript; charset=utf-8"
-    );
+    assert_eq!(js.headers()["content-type"], "text/javascript; charset=utf-8");
     assert!(js.text().await.unwrap().contains("/api/v1/setup"));
-    let r = c
-        .get(rampart.url("/assets/../../etc/passwd"))
-        .send()
-        .await
-        .unwrap();
+    let r = c.get(rampart.url("/assets/../../etc/passwd")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
 
@@ -104,21 +94,14 @@ async fn openapi_document_is_served_and_matches_the_contract() {
 }
 
 fn schemas_document() -> serde_json::Value {
-    let text =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/openapi.json"))
-            .unwrap();
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/openapi.json")).unwrap();
     serde_json::from_str(&text).unwrap()
 }
 
 #[tokio::test]
 async fn http2_and_http1_both_work() {
     let rampart = Rampart::start().await;
-    let r = rampart
-        .client()
-        .get(rampart.url("/healthz"))
-        .send()
-        .await
-        .unwrap();
+    let r = rampart.client().get(rampart.url("/healthz")).send().await.unwrap();
     assert_eq!(r.version(), Version::HTTP_2, "ALPN should pick h2");
     let pem = std::fs::read(rampart.data_dir.join("edge/tls/cert.pem")).unwrap();
     let h1 = reqwest::Client::builder()
@@ -130,10 +113,7 @@ async fn http2_and_http1_both_work() {
         .build()
         .unwrap();
     let r = h1.get(rampart.url("/healthz")).send().await.unwrap();
-    assert_eq!(
-        (r.version(), r.status()),
-        (Version::HTTP_11, StatusCode::OK)
-    );
+    assert_eq!((r.version(), r.status()), (Version::HTTP_11, StatusCode::OK));
 }
 
 #[tokio::test]
@@ -203,19 +183,10 @@ async fn the_core_refuses_requests_that_did_not_come_through_the_edge() {
             .send()
             .await
             .unwrap();
-        assert_eq!(
-            r.status(),
-            StatusCode::UNAUTHORIZED,
-            "{path} with a wrong proof"
-        );
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{path} with a wrong proof");
     }
     let body = json!({"token": rampart.setup_token(), "username": "sneaky", "password": "correct horse battery"});
-    let r = c
-        .post(format!("{core}/api/v1/setup"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let r = c.post(format!("{core}/api/v1/setup")).json(&body).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     // The same call with the real proof works, so the 401s above are the proof check.
     let secret = std::fs::read_to_string(rampart.data_dir.join("origin-secret")).unwrap();
@@ -276,9 +247,7 @@ async fn oversized_and_slow_request_heads_are_cut_off() {
 /// A stand-in core that records the request it got and answers `answer`:
 /// the way to see exactly what crosses the loopback hop, and to make the
 /// core say something the contract forbids.
-async fn fake_core(
-    answer: &'static str,
-) -> (std::net::SocketAddr, tokio::sync::mpsc::Receiver<String>) {
+async fn fake_core(answer: &'static str) -> (std::net::SocketAddr, tokio::sync::mpsc::Receiver<String>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::mpsc::channel(16);
@@ -407,16 +376,12 @@ async fn only_the_reencoded_body_and_allowed_headers_cross() {
     assert_eq!(body, r#"{"name":"Acme"}"#, "the body is re-encoded");
     assert!(lower.contains(&format!("x-rampart-origin-proof: {secret}")));
     assert!(
-        !lower.contains("forged")
-            && !lower.contains("198.18.0.66")
-            && !lower.contains("x-forwarded-for"),
+        !lower.contains("forged") && !lower.contains("198.18.0.66") && !lower.contains("x-forwarded-for"),
         "{head}"
     );
     assert!(lower.contains("x-rampart-client-addr: 127.0.0.1:"));
     assert!(lower.contains("x-rampart-request-id: "));
-    assert!(
-        lower.contains("x-csrf-token: t") && lower.contains("cookie: __host-rampart_session=s")
-    );
+    assert!(lower.contains("x-csrf-token: t") && lower.contains("cookie: __host-rampart_session=s"));
 }
 
 #[tokio::test]
@@ -434,8 +399,5 @@ async fn an_undeclared_field_from_the_core_becomes_a_502() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
     let text = r.text().await.unwrap();
-    assert!(
-        !text.contains("argon2") && !text.contains("password_hash"),
-        "{text}"
-    );
+    assert!(!text.contains("argon2") && !text.contains("password_hash"), "{text}");
 }

@@ -24,10 +24,7 @@ async fn setup_login_orgs_audit_through_the_edge() {
         "banner missing:\n{}",
         rampart.log()
     );
-    assert!(
-        rampart.log().contains("SELF-SIGNED"),
-        "self-signed warning missing"
-    );
+    assert!(rampart.log().contains("SELF-SIGNED"), "self-signed warning missing");
 
     // Setup once; the token is then spent.
     let r = api::setup(&rampart).await;
@@ -46,13 +43,7 @@ async fn setup_login_orgs_audit_through_the_edge() {
 
     // Login sets a hardened cookie.
     let r = api::login_raw(&rampart, ADMIN, PASSWORD).await;
-    let cookie = r
-        .headers()
-        .get("set-cookie")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let cookie = r.headers().get("set-cookie").unwrap().to_str().unwrap().to_owned();
     for attr in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/"] {
         assert!(cookie.contains(attr), "{attr} missing from {cookie}");
     }
@@ -62,18 +53,12 @@ async fn setup_login_orgs_audit_through_the_edge() {
     assert_eq!(me["username"], ADMIN);
 
     // Organizations: create, read, list, rename, conflict, delete.
-    let (status, acme) = s
-        .send(Method::POST, "/api/v1/orgs", json!({"name": "Acme"}))
-        .await;
+    let (status, acme) = s.send(Method::POST, "/api/v1/orgs", json!({"name": "Acme"})).await;
     assert_eq!(status, StatusCode::CREATED, "{acme}");
     let id = acme["id"].as_str().unwrap().to_owned();
-    let (status, _) = s
-        .send(Method::POST, "/api/v1/orgs", json!({"name": "Globex"}))
-        .await;
+    let (status, _) = s.send(Method::POST, "/api/v1/orgs", json!({"name": "Globex"})).await;
     assert_eq!(status, StatusCode::CREATED);
-    let (status, dup) = s
-        .send(Method::POST, "/api/v1/orgs", json!({"name": "acme"}))
-        .await;
+    let (status, dup) = s.send(Method::POST, "/api/v1/orgs", json!({"name": "acme"})).await;
     assert_eq!(status, StatusCode::CONFLICT, "{dup}");
     assert_eq!(dup["errors"][0]["field"], "name");
 
@@ -83,9 +68,7 @@ async fn setup_login_orgs_audit_through_the_edge() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(page["items"].as_array().unwrap().len(), 1);
     let cursor = page["next_cursor"].as_str().unwrap().to_owned();
-    let (_, page2) = s
-        .get(&format!("/api/v1/orgs?limit=1&cursor={cursor}"))
-        .await;
+    let (_, page2) = s.get(&format!("/api/v1/orgs?limit=1&cursor={cursor}")).await;
     assert_eq!(page2["items"][0]["name"], "Globex");
     let (_, found) = s.get("/api/v1/orgs?search=glob").await;
     assert_eq!(found["items"].as_array().unwrap().len(), 1);
@@ -97,10 +80,7 @@ async fn setup_login_orgs_audit_through_the_edge() {
             json!({"name": "Acme Corp"}),
         )
         .await;
-    assert_eq!(
-        (status, &renamed["name"]),
-        (StatusCode::OK, &json!("Acme Corp"))
-    );
+    assert_eq!((status, &renamed["name"]), (StatusCode::OK, &json!("Acme Corp")));
     assert_eq!(
         s.call(Method::DELETE, &format!("/api/v1/orgs/{id}")).await,
         StatusCode::NO_CONTENT
@@ -126,12 +106,7 @@ async fn setup_login_orgs_audit_through_the_edge() {
     let items = audit["items"].as_array().unwrap();
     let actions: Vec<(&str, &str)> = items
         .iter()
-        .map(|e| {
-            (
-                e["action"].as_str().unwrap(),
-                e["outcome"].as_str().unwrap(),
-            )
-        })
+        .map(|e| (e["action"].as_str().unwrap(), e["outcome"].as_str().unwrap()))
         .collect();
     for expected in [
         ("setup", "success"),
@@ -142,28 +117,14 @@ async fn setup_login_orgs_audit_through_the_edge() {
         ("org.update", "success"),
         ("org.delete", "success"),
     ] {
-        assert!(
-            actions.contains(&expected),
-            "{expected:?} not in {actions:?}"
-        );
+        assert!(actions.contains(&expected), "{expected:?} not in {actions:?}");
     }
-    assert_eq!(
-        items[0]["action"], "org.create",
-        "newest first: {actions:?}"
-    );
+    assert_eq!(items[0]["action"], "org.create", "newest first: {actions:?}");
     assert_eq!(items[0]["outcome"], "denied");
     let newest = &items[0];
-    assert!(
-        newest["client_addr"]
-            .as_str()
-            .unwrap()
-            .starts_with("127.0.0.1:")
-    );
+    assert!(newest["client_addr"].as_str().unwrap().starts_with("127.0.0.1:"));
     assert_eq!(newest["request_id"].as_str().unwrap().len(), 36);
-    assert_eq!(
-        items[0]["prev_hash"], items[1]["hash"],
-        "entries are chained"
-    );
+    assert_eq!(items[0]["prev_hash"], items[1]["hash"], "entries are chained");
 
     // Filters.
     let (_, creates) = s.get("/api/v1/audit?action=org.create").await;
@@ -188,27 +149,16 @@ async fn setup_login_orgs_audit_through_the_edge() {
 async fn a_restart_reuses_database_certificate_and_secret() {
     let mut rampart = Rampart::start().await;
     let s = Session::admin(&rampart).await;
-    let (status, _) = s
-        .send(Method::POST, "/api/v1/orgs", json!({"name": "Kept"}))
-        .await;
+    let (status, _) = s.send(Method::POST, "/api/v1/orgs", json!({"name": "Kept"})).await;
     assert_eq!(status, StatusCode::CREATED);
     let cert = std::fs::read(rampart.data_dir.join("edge/tls/cert.pem")).unwrap();
     let secret = std::fs::read(rampart.data_dir.join("origin-secret")).unwrap();
     assert!(rampart.stop().success());
 
     let again = Rampart::restart_on(&rampart.data_dir, rampart.ports, rampart.log_path()).await;
-    assert_eq!(
-        std::fs::read(again.data_dir.join("edge/tls/cert.pem")).unwrap(),
-        cert
-    );
-    assert_eq!(
-        std::fs::read(again.data_dir.join("origin-secret")).unwrap(),
-        secret
-    );
-    assert!(
-        !again.data_dir.join("setup-token").exists(),
-        "setup stays done"
-    );
+    assert_eq!(std::fs::read(again.data_dir.join("edge/tls/cert.pem")).unwrap(), cert);
+    assert_eq!(std::fs::read(again.data_dir.join("origin-secret")).unwrap(), secret);
+    assert!(!again.data_dir.join("setup-token").exists(), "setup stays done");
     let s = Session::login(&again, ADMIN, PASSWORD).await;
     let (_, orgs) = s.get("/api/v1/orgs").await;
     assert_eq!(orgs["items"][0]["name"], "Kept");

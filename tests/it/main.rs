@@ -1,12 +1,7 @@
 //! End-to-end tests: the real `rampart`, `rampart-core` and `rampart-edge`
 //! binaries on loopback, driven over HTTPS as an operator or an attacker
 //! would. Build the binaries first (`cargo build --bins`).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "tests"
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests")]
 
 mod bad_input;
 mod edge;

@@ -83,9 +83,7 @@ async fn a_killed_child_is_restarted_and_state_survives() {
     let rampart = Rampart::start().await;
     Session::admin(&rampart).await;
     for name in ["rampart-core", "rampart-edge"] {
-        let old = rampart
-            .child_pid(name)
-            .unwrap_or_else(|| panic!("{name} not running"));
+        let old = rampart.child_pid(name).unwrap_or_else(|| panic!("{name} not running"));
         signal(old, Signal::KILL);
         let new = wait_for_new_pid(&rampart, name, old).await;
         assert!(!alive(old));
@@ -124,10 +122,7 @@ async fn children_exit_when_the_supervisor_dies() {
     signal(rampart.pid(), Signal::KILL);
     let deadline = Instant::now() + Duration::from_secs(15);
     while alive(core) || alive(edge) {
-        assert!(
-            Instant::now() < deadline,
-            "children outlived the supervisor"
-        );
+        assert!(Instant::now() < deadline, "children outlived the supervisor");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

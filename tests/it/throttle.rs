@@ -11,30 +11,20 @@ async fn failed_logins_lock_the_account_for_a_while() {
     Session::admin(&rampart).await;
     let mut statuses = Vec::new();
     for _ in 0..6 {
-        statuses.push(
-            api::login_raw(&rampart, ADMIN, "wrong password!")
-                .await
-                .status(),
-        );
+        statuses.push(api::login_raw(&rampart, ADMIN, "wrong password!").await.status());
     }
     assert_eq!(&statuses[..5], &[StatusCode::UNAUTHORIZED; 5]);
     assert_eq!(statuses[5], StatusCode::TOO_MANY_REQUESTS);
     // Even the right password waits out the lock.
     let r = api::login_raw(&rampart, ADMIN, PASSWORD).await;
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
-    let retry: u64 = r.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let retry: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=900).contains(&retry), "{retry}");
     // Unknown accounts are throttled the same way, so locking says nothing
     // about which names exist.
     let mut last = StatusCode::OK;
     for _ in 0..6 {
-        last = api::login_raw(&rampart, "nobody", "wrong password!")
-            .await
-            .status();
+        last = api::login_raw(&rampart, "nobody", "wrong password!").await.status();
     }
     assert_eq!(last, StatusCode::TOO_MANY_REQUESTS);
 }

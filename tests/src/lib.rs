@@ -45,11 +45,7 @@ pub fn bin(name: &str) -> PathBuf {
 /// another process could take it in between; on these test machines that
 /// has not happened, and a clash fails the test loudly rather than silently.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// A temporary directory removed on drop.
@@ -122,12 +118,7 @@ impl Rampart {
     pub async fn start_with(configure: impl FnOnce(&mut Command)) -> Self {
         let tmp = TempDir::new("rampart-e2e");
         let data_dir = tmp.path().join("data");
-        let mut this = Self::spawn(
-            &data_dir,
-            Ports::fresh(),
-            configure,
-            tmp.path().join("serve.log"),
-        );
+        let mut this = Self::spawn(&data_dir, Ports::fresh(), configure, tmp.path().join("serve.log"));
         this._tmp = Some(tmp);
         this.wait_ready().await;
         this
@@ -140,12 +131,7 @@ impl Rampart {
         this
     }
 
-    fn spawn(
-        data_dir: &Path,
-        ports: Ports,
-        configure: impl FnOnce(&mut Command),
-        log: PathBuf,
-    ) -> Self {
+    fn spawn(data_dir: &Path, ports: Ports, configure: impl FnOnce(&mut Command), log: PathBuf) -> Self {
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -186,11 +172,7 @@ impl Rampart {
             {
                 return;
             }
-            assert!(
-                Instant::now() < deadline,
-                "not ready within 60 s; log:\n{}",
-                self.log()
-            );
+            assert!(Instant::now() < deadline, "not ready within 60 s; log:\n{}", self.log());
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -258,10 +240,7 @@ impl Rampart {
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                panic!(
-                    "rampart did not stop within 20 s of SIGTERM; log:\n{}",
-                    self.log()
-                );
+                panic!("rampart did not stop within 20 s of SIGTERM; log:\n{}", self.log());
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -299,11 +278,7 @@ pub fn children_of(parent: u32) -> Vec<(u32, String)> {
         return out;
     };
     for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
             continue;
         };
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {

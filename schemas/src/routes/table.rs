@@ -3,8 +3,7 @@
 
 use super::{Access, Method, Response, Route, ServedBy};
 use crate::api::{
-    Admin, AuditPage, Health, LoginRequest, LoginResponse, Org, OrgCreate, OrgPage, OrgPatch,
-    Ready, SetupRequest,
+    Admin, AuditPage, Health, LoginRequest, LoginResponse, Org, OrgCreate, OrgPage, OrgPatch, Ready, SetupRequest,
 };
 use crate::codec::{RequestBody, ResponseBody};
 use crate::query::{PAGING, QueryKind, QueryParam};
@@ -94,11 +93,7 @@ pub static ROUTES: &[Route] = &[
         query: &[],
         body: None,
         body_limit: 0,
-        responses: &[json(
-            200,
-            ResponseBody::of::<Health>(),
-            "The edge is alive.",
-        )],
+        responses: &[json(200, ResponseBody::of::<Health>(), "The edge is alive.")],
         served_by: ServedBy::Edge,
         summary: "Edge liveness",
     },
@@ -116,11 +111,7 @@ pub static ROUTES: &[Route] = &[
                 ResponseBody::of::<Ready>(),
                 "The core answers and a certificate is loaded.",
             ),
-            json(
-                503,
-                ResponseBody::of::<Ready>(),
-                "Not ready; the body says which part.",
-            ),
+            json(503, ResponseBody::of::<Ready>(), "Not ready; the body says which part."),
         ],
         served_by: ServedBy::Edge,
         summary: "Readiness",
@@ -133,11 +124,7 @@ pub static ROUTES: &[Route] = &[
         query: &[],
         body: None,
         body_limit: 0,
-        responses: &[json(
-            200,
-            ResponseBody::of::<serde_json::Value>(),
-            "This document.",
-        )],
+        responses: &[json(200, ResponseBody::of::<serde_json::Value>(), "This document.")],
         served_by: ServedBy::Edge,
         summary: "The OpenAPI 3.1 document",
     },
@@ -167,11 +154,7 @@ pub static ROUTES: &[Route] = &[
         query: &[],
         body: Some(RequestBody::of::<SetupRequest>()),
         body_limit: 4 * KIB,
-        responses: &[json(
-            201,
-            ResponseBody::of::<Admin>(),
-            "The first admin was created.",
-        )],
+        responses: &[json(201, ResponseBody::of::<Admin>(), "The first admin was created.")],
         served_by: ServedBy::Core,
         summary: "Create the first admin with the one-time setup token (410 once used)",
     },
@@ -287,11 +270,7 @@ pub static ROUTES: &[Route] = &[
         query: AUDIT_QUERY,
         body: None,
         body_limit: 0,
-        responses: &[json(
-            200,
-            ResponseBody::of::<AuditPage>(),
-            "Entries, newest first.",
-        )],
+        responses: &[json(200, ResponseBody::of::<AuditPage>(), "Entries, newest first.")],
         served_by: ServedBy::Core,
         summary: "Read the audit log",
     },
