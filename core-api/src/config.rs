@@ -1,0 +1,129 @@
+//! The process configuration: flags, each also an environment variable.
+
+use std::fs;
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use crate::secret::{OriginSecret, SecretError};
+
+/// `rampart-core`: Rampart's loopback-only control plane.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "rampart-core", version, about)]
+pub struct Config {
+    /// Address to listen on. Must be a loopback address (127.0.0.0/8 or
+    /// ::1): only the edge may reach the core.
+    #[arg(long, env = "RAMPART_CORE_ADDR", default_value = "127.0.0.1:7878")]
+    pub listen: SocketAddr,
+
+    /// The data directory. The core keeps its database in `DIR/core/` and
+    /// writes the first-admin setup token to `DIR/setup-token`.
+    #[arg(long, env = "RAMPART_DATA_DIR")]
+    pub data_dir: PathBuf,
+
+    /// Where to read the origin secret (64 hex digits) from; `-` reads the
+    /// first line of standard input and then treats end-of-file on standard
+    /// input as the supervisor's death, and shuts down.
+    #[arg(long, value_name = "PATH", default_value = "-")]
+    pub origin_secret_file: PathBuf,
+}
+
+/// A configuration the core refuses (exit status 64).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The listen address is reachable from the network.
+    #[error("--listen {0} is not a loopback address: the core must only listen on loopback (127.0.0.0/8 or ::1)")]
+    NotLoopback(SocketAddr),
+    /// The origin secret could not be read or is malformed.
+    #[error("origin secret from {from}")]
+    Secret {
+        /// `standard input` or the file's path.
+        from: String,
+        /// Why.
+        #[source]
+        source: SecretError,
+    },
+}
+
+impl Config {
+    /// Checks what can be checked without touching anything.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if !self.listen.ip().is_loopback() {
+            return Err(ConfigError::NotLoopback(self.listen));
+        }
+        Ok(())
+    }
+
+    /// Whether the secret comes from standard input.
+    pub fn secret_from_stdin(&self) -> bool {
+        self.origin_secret_file.as_os_str() == "-"
+    }
+
+    /// Reads the origin secret: the first line of standard input, or of the
+    /// file. Standard input is left open after that line for
+    /// [`crate::shutdown::stdin_closed`] to watch.
+    pub fn read_origin_secret(&self) -> Result<OriginSecret, ConfigError> {
+        if self.secret_from_stdin() {
+            let stdin = std::io::stdin();
+            let mut lock = stdin.lock();
+            return OriginSecret::read_line(&mut lock).map_err(|source| ConfigError::Secret {
+                from: "standard input".into(),
+                source,
+            });
+        }
+        let from = self.origin_secret_file.display().to_string();
+        let file = fs::File::open(&self.origin_secret_file).map_err(|e| ConfigError::Secret {
+            from: from.clone(),
+            source: SecretError::Io(e),
+        })?;
+        OriginSecret::read_line(&mut std::io::BufReader::new(file).take_first_line())
+            .map_err(|source| ConfigError::Secret { from, source })
+    }
+}
+
+/// Reads at most one line's worth (a secret line is 65 bytes), so a huge
+/// file given by mistake is not read whole.
+trait TakeFirstLine: BufRead + Sized {
+    fn take_first_line(self) -> std::io::Take<Self> {
+        std::io::Read::take(self, 4096)
+    }
+}
+
+impl<R: BufRead> TakeFirstLine for R {}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn parse(args: &[&str]) -> Config {
+        Config::try_parse_from(std::iter::once("rampart-core").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn defaults_and_loopback_rule() {
+        let c = parse(&["--data-dir", "/tmp/x"]);
+        assert_eq!(c.listen.to_string(), "127.0.0.1:7878");
+        assert!(c.secret_from_stdin());
+        assert!(c.check().is_ok());
+        for addr in ["0.0.0.0:7878", "[::]:7878", "198.18.0.1:7878"] {
+            let c = parse(&["--data-dir", "/tmp/x", "--listen", addr]);
+            assert!(matches!(c.check(), Err(ConfigError::NotLoopback(_))), "{addr}");
+        }
+        assert!(parse(&["--data-dir", "/tmp/x", "--listen", "[::1]:1"]).check().is_ok());
+    }
+
+    #[test]
+    fn reads_the_secret_from_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s");
+        let secret = OriginSecret::random();
+        fs::write(&path, format!("{}\n", secret.to_hex())).unwrap();
+        let c = parse(&["--data-dir", "/tmp/x", "--origin-secret-file", path.to_str().unwrap()]);
+        assert!(c.read_origin_secret().unwrap().verify(secret.to_hex().as_bytes()));
+        fs::write(&path, "nope").unwrap();
+        assert!(c.read_origin_secret().is_err());
+    }
+}

@@ -1,0 +1,36 @@
+//! `GET /api/v1/audit`: the log, newest first.
+
+use axum::Json;
+use axum::extract::{RawQuery, State};
+use jiff::Timestamp;
+use schemas::api::AuditPage;
+
+use crate::context::RequestCtx;
+use crate::error::ApiError;
+use crate::paging::{Params, cursor_after};
+use crate::state::AppState;
+use crate::store::AuditQuery;
+
+pub(super) async fn list(
+    State(state): State<AppState>,
+    ctx: RequestCtx,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<AuditPage>, ApiError> {
+    let params = Params::parse(&ctx, raw.as_deref())?;
+    let query = AuditQuery {
+        before: params.cursor::<i64>()?,
+        limit: params.limit()?,
+        actor: params.get("actor").map(str::to_owned),
+        action: params.get("action").map(str::to_owned),
+        since: params.parsed::<Timestamp>("since", "must be an RFC 3339 timestamp")?,
+    };
+    let listed = state.store().list_audit(query).await?;
+    let next_cursor = match (listed.more, listed.items.last()) {
+        (true, Some(last)) => Some(cursor_after(&last.id.to_string())),
+        _ => None,
+    };
+    Ok(Json(AuditPage {
+        items: listed.items,
+        next_cursor,
+    }))
+}

@@ -1,0 +1,135 @@
+//! Sign-in, sign-out, who am I.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use jiff::Timestamp;
+use schemas::api::{Admin, LoginRequest, LoginResponse, Outcome};
+
+use super::decode;
+use crate::auth::{BAD_CREDENTIALS, SESSION_TTL, cleared_cookie, lock_policy, session_cookie};
+use crate::context::{Caller, RequestCtx, actor_for};
+use crate::crypto::{random_token, sha256_hex, verify_password};
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::store::NewSession;
+
+/// Whole seconds from `now` until `until`, rounded up, at least 1.
+fn seconds_until(now: Timestamp, until: Timestamp) -> u64 {
+    let micros = until.as_microsecond().saturating_sub(now.as_microsecond());
+    let secs = micros.saturating_add(999_999) / 1_000_000;
+    u64::try_from(secs).unwrap_or(0).max(1)
+}
+
+pub(super) async fn login(State(state): State<AppState>, ctx: RequestCtx, body: Bytes) -> Result<Response, ApiError> {
+    let request: LoginRequest = decode(&body)?;
+    let username = request.username.as_str().to_owned();
+    ctx.set_target(format!("admin:{username}"));
+    let store = state.store();
+
+    let now = state.clock().now();
+    if let Some(until) = store.login_locked_until(&username).await?
+        && until > now
+    {
+        // No password check while locked: the lock is what stops guessing.
+        return Err(ApiError::TooManyRequests {
+            retry_after: seconds_until(now, until),
+        });
+    }
+
+    let credentials = store.admin_credentials(&username).await?;
+    // Unknown names are checked against a dummy hash so that the answer
+    // takes as long as for a real account.
+    let stored_hash = credentials.as_ref().map(|c| c.password_hash.clone());
+    let password_ok = verify_password(
+        request.password.expose().to_owned(),
+        stored_hash,
+        state.dummy_hash().to_owned(),
+    )
+    .await?;
+    // TOTP enrolment comes with its own issue; until then no admin has it
+    // and `totp_code` is accepted and unused.
+
+    let now = state.clock().now();
+    let admin = match credentials {
+        Some(c) if password_ok && !c.disabled => c.admin,
+        other => {
+            let reason = match other {
+                None => "unknown username",
+                Some(c) if c.disabled => "admin is disabled",
+                Some(_) => "wrong password",
+            };
+            let record = ctx.record(now, Outcome::Denied, Some(reason.to_owned()));
+            store.login_failed(&username, now, lock_policy, record).await?;
+            ctx.mark_written();
+            tracing::info!(username, reason, "sign-in refused");
+            return Err(ApiError::Unauthenticated(BAD_CREDENTIALS));
+        }
+    };
+
+    let token = random_token();
+    let csrf_token = random_token();
+    let expires_at = now.checked_add(SESSION_TTL).unwrap_or(now);
+    let session = NewSession {
+        token_hash: sha256_hex(&token),
+        csrf_hash: sha256_hex(&csrf_token),
+        admin_id: admin.id,
+        created_at: now,
+        expires_at,
+    };
+    ctx.set_actor(actor_for(&admin));
+    let record = ctx.record(now, Outcome::Success, None);
+    store.login_succeeded(&username, session, record).await?;
+    ctx.mark_written();
+
+    let body = LoginResponse {
+        csrf_token,
+        admin,
+        expires_at,
+    };
+    let mut response = Json(body).into_response();
+    let headers = response.headers_mut();
+    if let Some(cookie) = session_cookie(&token) {
+        headers.insert(header::SET_COOKIE, cookie);
+    }
+    // The answer carries a CSRF token: no cache may keep it.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+pub(super) async fn logout(
+    State(state): State<AppState>,
+    ctx: RequestCtx,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    ctx.set_target(caller.actor());
+    let record = ctx.record(state.clock().now(), Outcome::Success, None);
+    state.store().logout(&caller.session_hash, record).await?;
+    ctx.mark_written();
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    if let Some(cookie) = cleared_cookie() {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    Ok(response)
+}
+
+pub(super) async fn me(caller: Caller) -> Json<Admin> {
+    Json(caller.admin)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_rounds_up() {
+        let now = Timestamp::UNIX_EPOCH;
+        let at = |micros| Timestamp::from_microsecond(micros).unwrap_or(now);
+        assert_eq!(seconds_until(now, at(30_000_000)), 30);
+        assert_eq!(seconds_until(now, at(29_000_001)), 30);
+        assert_eq!(seconds_until(now, at(1)), 1);
+        assert_eq!(seconds_until(now, now), 1);
+    }
+}

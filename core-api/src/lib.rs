@@ -1,0 +1,89 @@
+//! `core-api`: Rampart's control plane, the `rampart-core` process.
+//!
+//! The core listens on loopback only and answers only requests that carry
+//! the edge's proof of origin. It owns the database, authenticates admins,
+//! enforces each route's access rule from the `schemas` route table, and
+//! writes every state change, refusals included, to a hash-chained audit log
+//! in the same transaction as the change.
+//!
+//! # Layout
+//! - [`config`]: the process's flags; [`shutdown`]: what ends it (signals,
+//!   end-of-file on standard input). `main.rs` only wires these to [`run`].
+//! - [`server`]: [`run`], a connection-bounded server on a given listener.
+//! - `handlers`: the axum router ([`router`]) and one module per resource.
+//! - `gate`: the middleware in front of every handler: origin proof, route
+//!   lookup, session, CSRF, role, the request span, and the audit entry of
+//!   every state change that a handler did not record itself.
+//! - `auth`: sessions, cookies, CSRF and the sign-in throttle's policy;
+//!   `context`: what the gate hands to handlers; `error`: the one mapping
+//!   from errors to problem documents; `paging`: query parameters and cursors.
+//! - [`state`]: [`AppState`], opened from the data directory; `setup_token`:
+//!   the first-admin token file.
+//! - [`store`]: all SQL, behind plain async methods; [`audit`]: the hash
+//!   chain and [`verify_chain`], which also works offline on a database file.
+//! - [`crypto`]: tokens, digests, argon2id; [`secret`]: the origin secret;
+//!   [`clock`]: "now", replaceable in tests.
+
+pub mod audit;
+mod auth;
+pub mod clock;
+pub mod config;
+mod context;
+pub mod crypto;
+mod error;
+mod gate;
+mod handlers;
+mod paging;
+pub mod secret;
+pub mod server;
+mod setup_token;
+pub mod shutdown;
+pub mod state;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+pub use audit::verify_chain;
+pub use clock::Clock;
+pub use error::ApiError;
+pub use handlers::router;
+pub use secret::OriginSecret;
+pub use server::run;
+pub use setup_token::path_in as setup_token_path;
+pub use state::{AppState, database_path};
+
+/// Why the core could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The core's directory could not be created or secured.
+    #[error("cannot prepare the data directory {path}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The setup token file could not be read or written.
+    #[error("cannot write the setup token file {path}")]
+    SetupToken {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The database failed.
+    #[error("database")]
+    Store(#[from] store::StoreError),
+    /// Hashing failed.
+    #[error("password hashing")]
+    Crypto(#[from] crypto::CryptoError),
+    /// The listener is not on loopback.
+    #[error("{0} is not a loopback address; the core only listens on loopback")]
+    NotLoopback(SocketAddr),
+    /// Serving failed.
+    #[error("serving failed")]
+    Serve(#[source] std::io::Error),
+}

@@ -1,0 +1,90 @@
+//! `rampart-core`: parse the configuration, refuse a bad one with status 64
+//! before anything is created or bound, then hand over to [`core_api::run`].
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use core_api::config::Config;
+use core_api::{AppState, OriginSecret, shutdown};
+use tracing_subscriber::EnvFilter;
+
+/// `EX_USAGE` from sysexits.h: the configuration was refused.
+const EXIT_USAGE: u8 = 64;
+
+fn main() -> ExitCode {
+    let config = match Config::try_parse() {
+        Ok(config) => config,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .init();
+
+    let secret = match config.check().and_then(|()| config.read_origin_secret()) {
+        Ok(secret) => secret,
+        Err(e) => {
+            eprintln!("rampart-core: {}", error_chain(&e));
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+
+    match serve(&config, secret) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "rampart-core failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+fn serve(config: &Config, secret: OriginSecret) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("failed to start the async runtime")?;
+    runtime.block_on(async {
+        let state = AppState::open(&config.data_dir, secret)
+            .await
+            .with_context(|| format!("failed to open the data directory {}", config.data_dir.display()))?;
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("failed to listen on {}", config.listen))?;
+        let watch_stdin = config.secret_from_stdin();
+        let stop = async move {
+            if watch_stdin {
+                tokio::select! {
+                    () = shutdown::terminate_signal() => {}
+                    () = shutdown::stdin_closed() => tracing::info!("standard input closed: the supervisor is gone; shutting down"),
+                }
+            } else {
+                shutdown::terminate_signal().await;
+            }
+        };
+        core_api::run(listener, state, stop).await.context("the core stopped with an error")
+    })?;
+    // The stdin watcher thread may still be blocked in read(); don't wait
+    // for it.
+    runtime.shutdown_background();
+    Ok(())
+}

@@ -1,0 +1,132 @@
+//! The schema, as a list of scripts applied in order.
+//!
+//! `PRAGMA user_version` records how many have run. Each script runs in its
+//! own immediate transaction together with the version bump, so a crash
+//! leaves the database at one version or the next, never between. Scripts
+//! are never edited once released: a change is a new script.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::StoreError;
+
+/// Version 1: admins, sessions, login throttle, setup, organizations, audit.
+const V1: &str = r"
+CREATE TABLE admins (
+    id            TEXT PRIMARY KEY NOT NULL,
+    username      TEXT NOT NULL UNIQUE,
+    password_hash TEXT NOT NULL,
+    role          TEXT NOT NULL CHECK (role IN ('admin', 'operator', 'auditor')),
+    disabled      INTEGER NOT NULL DEFAULT 0 CHECK (disabled IN (0, 1)),
+    created_at    TEXT NOT NULL
+) STRICT;
+
+CREATE TABLE sessions (
+    token_hash TEXT PRIMARY KEY NOT NULL,
+    admin_id   TEXT NOT NULL REFERENCES admins (id) ON DELETE CASCADE,
+    csrf_hash  TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL
+) STRICT;
+CREATE INDEX sessions_admin ON sessions (admin_id);
+CREATE INDEX sessions_expiry ON sessions (expires_at);
+
+-- Keyed by the name that was tried, whether or not such an admin exists,
+-- so that locking says nothing about which names exist.
+CREATE TABLE login_throttle (
+    username     TEXT PRIMARY KEY NOT NULL,
+    failures     INTEGER NOT NULL,
+    locked_until TEXT
+) STRICT;
+
+CREATE TABLE setup (
+    id         INTEGER PRIMARY KEY CHECK (id = 1),
+    token_hash TEXT,
+    used_at    TEXT
+) STRICT;
+
+-- name_key is the name in lower case (Unicode-aware, computed by the core):
+-- it carries the case-insensitive uniqueness and the search, the same way on
+-- SQLite and PostgreSQL.
+CREATE TABLE orgs (
+    id         TEXT PRIMARY KEY NOT NULL,
+    name       TEXT NOT NULL,
+    name_key   TEXT NOT NULL UNIQUE,
+    created_at TEXT NOT NULL
+) STRICT;
+
+CREATE TABLE audit (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    time        TEXT NOT NULL,
+    actor       TEXT NOT NULL,
+    client_addr TEXT,
+    request_id  TEXT,
+    action      TEXT NOT NULL,
+    target      TEXT,
+    outcome     TEXT NOT NULL CHECK (outcome IN ('success', 'denied', 'error')),
+    detail      TEXT,
+    prev_hash   TEXT NOT NULL,
+    hash        TEXT NOT NULL UNIQUE
+) STRICT;
+CREATE INDEX audit_actor ON audit (actor, id);
+CREATE INDEX audit_action ON audit (action, id);
+
+-- Append-only against mistakes in our own code. Someone with the file can
+-- drop these; the hash chain is what catches them.
+CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+";
+
+const MIGRATIONS: &[&str] = &[V1];
+
+/// The schema version this build writes.
+pub(super) fn latest() -> i64 {
+    i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX)
+}
+
+fn version(conn: &Connection) -> Result<i64, StoreError> {
+    Ok(conn.pragma_query_value(None, "user_version", |r| r.get(0))?)
+}
+
+/// Applies the scripts the database has not seen.
+pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let known = latest();
+    for (target, script) in (1..).zip(MIGRATIONS) {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // Read inside the transaction: another process may have migrated
+        // while we waited for the lock.
+        let current = version(&tx)?;
+        if current > known {
+            return Err(StoreError::TooNew { found: current, known });
+        }
+        if current >= target {
+            continue;
+        }
+        tx.execute_batch(script).map_err(|source| StoreError::Migration {
+            version: target,
+            source,
+        })?;
+        tx.pragma_update(None, "user_version", target)?;
+        tx.commit()?;
+        tracing::info!(version = target, "database schema migrated");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn migrates_once_and_refuses_newer() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        assert_eq!(version(&conn).unwrap(), latest());
+        // Idempotent.
+        migrate(&mut conn).unwrap();
+        conn.pragma_update(None, "user_version", latest() + 1).unwrap();
+        assert!(matches!(migrate(&mut conn), Err(StoreError::TooNew { .. })));
+    }
+}

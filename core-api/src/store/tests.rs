@@ -1,0 +1,133 @@
+//! Store tests: atomicity of change + audit, the chain under concurrency,
+//! timestamps, LIKE escaping.
+#![allow(clippy::unwrap_used)]
+
+use jiff::Timestamp;
+use schemas::api::{Org, Outcome};
+use schemas::values::{Name, OrgId};
+
+use super::*;
+
+async fn store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("core").join("rampart.db")).await.unwrap();
+    (dir, store)
+}
+
+fn record(action: &str) -> AuditRecord {
+    AuditRecord {
+        time: "2030-01-01T00:00:00Z".parse().unwrap(),
+        actor: "admin:alice".into(),
+        client_addr: Some("127.0.0.1:1".into()),
+        request_id: Some("r".into()),
+        action: action.into(),
+        target: None,
+        outcome: Outcome::Success,
+        detail: None,
+    }
+}
+
+fn org(name: &str) -> Org {
+    Org {
+        id: OrgId::new(),
+        name: Name::try_from(name.to_owned()).unwrap(),
+        created_at: Timestamp::UNIX_EPOCH,
+    }
+}
+
+async fn count(store: &Store) -> usize {
+    store
+        .list_audit(AuditQuery {
+            limit: 500,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap()
+        .items
+        .len()
+}
+
+#[tokio::test]
+async fn a_refused_change_leaves_no_audit_row_behind() {
+    let (_dir, store) = store().await;
+    store.create_org(org("Acme"), record("org.create")).await.unwrap();
+    let err = store.create_org(org("ACME"), record("org.create")).await.unwrap_err();
+    assert!(matches!(err, StoreError::Duplicate { field: "name" }));
+    assert_eq!(
+        count(&store).await,
+        1,
+        "the failed change's entry was rolled back with it"
+    );
+    let err = store.delete_org(OrgId::new(), record("org.delete")).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound));
+    assert_eq!(count(&store).await, 1);
+}
+
+#[tokio::test]
+async fn concurrent_appends_keep_one_chain() {
+    let (_dir, store) = store().await;
+    let tasks: Vec<_> = (0..32)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move { store.append_audit(record(&format!("test.{i}"))).await })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let report = store.verify_chain().await.unwrap();
+    assert_eq!(
+        report,
+        AuditVerify {
+            ok: true,
+            entries: 32,
+            first_bad_id: None
+        }
+    );
+}
+
+#[tokio::test]
+async fn first_entry_starts_from_the_genesis_hash() {
+    let (_dir, store) = store().await;
+    store.append_audit(record("a")).await.unwrap();
+    store.append_audit(record("b")).await.unwrap();
+    let items = store
+        .list_audit(AuditQuery {
+            limit: 10,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(items[1].id, 1);
+    assert_eq!(items[1].prev_hash, crate::audit::GENESIS_HASH);
+    assert_eq!(items[0].prev_hash, items[1].hash);
+}
+
+#[test]
+fn timestamps_are_fixed_width_and_round_trip() {
+    let ts: Timestamp = "2030-01-01T00:00:00.5Z".parse().unwrap();
+    assert_eq!(ts_to_sql(ts), "2030-01-01T00:00:00.500000Z");
+    assert_eq!(ts_from_sql("t", &ts_to_sql(ts)).unwrap(), ts);
+    assert!(ts_to_sql(ts) > ts_to_sql("2030-01-01T00:00:00Z".parse().unwrap()));
+}
+
+#[test]
+fn like_patterns_are_escaped() {
+    assert_eq!(orgs::like_escape(r"50%_a\b"), r"50\%\_a\\b");
+}
+
+#[tokio::test]
+async fn setup_state_follows_the_token() {
+    let (_dir, store) = store().await;
+    assert_eq!(
+        store.setup_state().await.unwrap(),
+        SetupState {
+            token_hash: None,
+            used: false,
+            admin_exists: false
+        }
+    );
+    store.issue_setup_token("h".repeat(64)).await.unwrap();
+    assert_eq!(store.setup_state().await.unwrap().token_hash, Some("h".repeat(64)));
+}
