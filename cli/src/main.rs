@@ -29,9 +29,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)
         .init();
     match cli.command {
@@ -56,11 +54,9 @@ fn main() -> ExitCode {
 }
 
 fn run_serve(config: ServeConfig) -> anyhow::Result<Ending> {
-    let secret = serve::prepare_data_dir(&config)
-        .with_context(|| format!("preparing {}", config.data_dir.display()))?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let secret =
+        serve::prepare_data_dir(&config).with_context(|| format!("preparing {}", config.data_dir.display()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let core = Supervised::start(core_spec(&config), secret.clone()).await?;
         wait_for_port(config.core_addr, Duration::from_secs(30)).await;

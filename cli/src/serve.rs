@@ -57,9 +57,7 @@ pub struct ServeConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The core would be reachable from the network.
-    #[error(
-        "--core-addr {0} is not a loopback address: the core must only listen on loopback (127.0.0.0/8 or ::1)"
-    )]
+    #[error("--core-addr {0} is not a loopback address: the core must only listen on loopback (127.0.0.0/8 or ::1)")]
     CoreNotLoopback(SocketAddr),
     /// The current directory or the program's location is unknown.
     #[error("cannot resolve {what}: {source}")]
@@ -107,9 +105,7 @@ impl ServeArgs {
         };
         Ok(ServeConfig {
             data_dir,
-            http_addr: self
-                .http_addr
-                .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], http))),
+            http_addr: self.http_addr.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], http))),
             https_addr: self
                 .https_addr
                 .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], https))),
@@ -202,9 +198,7 @@ pub fn print_setup_banner(config: &ServeConfig) {
     println!();
     println!(" or, from a shell:");
     println!("   curl -k {url}/api/v1/setup -H 'content-type: application/json' \\");
-    println!(
-        "     -d '{{\"token\":\"{token}\",\"username\":\"admin\",\"password\":\"<12+ characters>\"}}'"
-    );
+    println!("     -d '{{\"token\":\"{token}\",\"username\":\"admin\",\"password\":\"<12+ characters>\"}}'");
     println!("================================================================");
     println!();
 }

@@ -90,19 +90,12 @@ impl Supervised {
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
             .spawn()
-            .map_err(|e| {
-                std::io::Error::new(
-                    e.kind(),
-                    format!("starting {}: {e}", self.spec.program.display()),
-                )
-            })?;
+            .map_err(|e| std::io::Error::new(e.kind(), format!("starting {}: {e}", self.spec.program.display())))?;
         let mut stdin = child
             .stdin
             .take()
             .ok_or_else(|| std::io::Error::other("child has no stdin"))?;
-        stdin
-            .write_all(format!("{}\n", self.secret).as_bytes())
-            .await?;
+        stdin.write_all(format!("{}\n", self.secret).as_bytes()).await?;
         stdin.flush().await?;
         info!(child = self.spec.name, pid = child.id(), "started");
         self.running = Some((child, stdin, Instant::now()));
