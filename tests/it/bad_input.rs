@@ -30,7 +30,7 @@ fn fields(body: &Value) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_edge_answers_bad_input_itself() {
     let rampart = Rampart::start().await;
     let s = Session::admin(&rampart).await;

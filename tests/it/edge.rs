@@ -28,7 +28,7 @@ fn assert_security_headers(r: &reqwest::Response) {
     assert!(h.get("x-request-id").is_some());
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_answer_carries_the_security_headers() {
     let rampart = Rampart::start().await;
     let s = Session::admin(&rampart).await;
@@ -58,7 +58,7 @@ async fn every_answer_carries_the_security_headers() {
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_setup_page_is_served_from_the_binary_without_inline_code() {
     let rampart = Rampart::start().await;
     let c = rampart.client();
@@ -78,7 +78,7 @@ async fn the_setup_page_is_served_from_the_binary_without_inline_code() {
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openapi_document_is_served_and_matches_the_contract() {
     let rampart = Rampart::start().await;
     let r = rampart
@@ -98,7 +98,7 @@ fn schemas_document() -> serde_json::Value {
     serde_json::from_str(&text).unwrap()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_and_http1_both_work() {
     let rampart = Rampart::start().await;
     let r = rampart.client().get(rampart.url("/healthz")).send().await.unwrap();
@@ -116,7 +116,7 @@ async fn http2_and_http1_both_work() {
     assert_eq!((r.version(), r.status()), (Version::HTTP_11, StatusCode::OK));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_http_redirects_and_never_reaches_the_core() {
     let rampart = Rampart::start().await;
     let http = reqwest::Client::builder()
@@ -169,7 +169,7 @@ async fn plain_http_redirects_and_never_reaches_the_core() {
     assert_eq!(actions, ["auth.login", "setup"]);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_core_refuses_requests_that_did_not_come_through_the_edge() {
     let rampart = Rampart::start().await;
     let core = format!("http://{}", rampart.ports.core);
@@ -201,7 +201,7 @@ async fn the_core_refuses_requests_that_did_not_come_through_the_edge() {
     assert!(rampart.data_dir.join("setup-token").exists());
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_and_slow_request_heads_are_cut_off() {
     let rampart = Rampart::start_with(|cmd| {
         cmd.env("RAMPART_HEADER_TIMEOUT", "1s");
@@ -340,7 +340,7 @@ fn edge_client(edge: &Edge) -> reqwest::Client {
     harness::insecure_client_for(addr)
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_reencoded_body_and_allowed_headers_cross() {
     let org = r#"{"id":"0192f0c4-8c3e-7a6b-9a8b-0123456789ab","name":"Acme","created_at":"2026-01-01T00:00:00Z"}"#;
     let (core, mut seen) = fake_core(org).await;
@@ -384,7 +384,7 @@ async fn only_the_reencoded_body_and_allowed_headers_cross() {
     assert!(lower.contains("x-csrf-token: t") && lower.contains("cookie: __host-rampart_session=s"));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_undeclared_field_from_the_core_becomes_a_502() {
     let leaky = r#"{"id":"0192f0c4-8c3e-7a6b-9a8b-0123456789ab","name":"Acme","created_at":"2026-01-01T00:00:00Z","password_hash":"$argon2id$leak"}"#;
     let (core, _seen) = fake_core(leaky).await;

@@ -8,7 +8,7 @@ use harness::api::{self, ADMIN, PASSWORD, Session};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn setup_login_orgs_audit_through_the_edge() {
     let rampart = Rampart::start().await;
 
@@ -145,7 +145,7 @@ async fn setup_login_orgs_audit_through_the_edge() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_reuses_database_certificate_and_secret() {
     let mut rampart = Rampart::start().await;
     let s = Session::admin(&rampart).await;

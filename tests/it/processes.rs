@@ -78,7 +78,7 @@ async fn wait_for_new_pid(rampart: &Rampart, name: &str, old: u32) -> u32 {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_child_is_restarted_and_state_survives() {
     let rampart = Rampart::start().await;
     Session::admin(&rampart).await;
@@ -96,7 +96,7 @@ async fn a_killed_child_is_restarted_and_state_survives() {
     assert!(rampart.log().contains("restarting after delay"));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_stops_both_cleanly() {
     let mut rampart = Rampart::start().await;
     let core = rampart.child_pid("rampart-core").unwrap();
@@ -114,7 +114,7 @@ async fn sigterm_stops_both_cleanly() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn children_exit_when_the_supervisor_dies() {
     let rampart = Rampart::start().await;
     let core = rampart.child_pid("rampart-core").unwrap();

@@ -5,7 +5,7 @@ use harness::Rampart;
 use harness::api::{self, ADMIN, PASSWORD, Session};
 use reqwest::StatusCode;
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_logins_lock_the_account_for_a_while() {
     let rampart = Rampart::start().await;
     Session::admin(&rampart).await;
@@ -29,7 +29,7 @@ async fn failed_logins_lock_the_account_for_a_while() {
     assert_eq!(last, StatusCode::TOO_MANY_REQUESTS);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_address_cannot_spray_many_accounts() {
     let rampart = Rampart::start_with(|cmd| {
         cmd.env("RAMPART_LOGIN_ATTEMPTS_PER_MINUTE", "4");

@@ -5,7 +5,7 @@ use harness::Rampart;
 /// Runs testssl.sh against the edge and fails on any finding of severity
 /// MEDIUM or worse in its protocol, cipher, server-default, header and
 /// vulnerability checks.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs testssl.sh (Debian package) and ~1 minute; .ci/run runs it"]
 async fn testssl_finds_no_vulnerability() {
     let rampart = Rampart::start().await;
