@@ -401,3 +401,60 @@ async fn an_undeclared_field_from_the_core_becomes_a_502() {
     let text = r.text().await.unwrap();
     assert!(!text.contains("argon2") && !text.contains("password_hash"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_stalls_gets_a_408() {
+    let rampart = Rampart::start_with(|cmd| {
+        cmd.env("RAMPART_BODY_TIMEOUT", "1s");
+    })
+    .await;
+    let s = Session::admin(&rampart).await;
+    let first: Result<Vec<u8>, std::io::Error> = Ok(br#"{"name":"#.to_vec());
+    let stalled = futures_util_stall(first);
+    let started = Instant::now();
+    let r = s
+        .request(Method::POST, "/api/v1/orgs")
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(stalled))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::REQUEST_TIMEOUT);
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+/// A stream that yields `first` and then never ends.
+fn futures_util_stall(
+    first: Result<Vec<u8>, std::io::Error>,
+) -> impl futures_core::Stream<Item = Result<Vec<u8>, std::io::Error>> + Send + 'static {
+    use tokio_stream::StreamExt;
+    tokio_stream::iter([first]).chain(tokio_stream::pending())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_limit_wait_for_a_free_slot() {
+    let rampart = Rampart::start_with(|cmd| {
+        cmd.env("RAMPART_MAX_CONNECTIONS", "1")
+            .env("RAMPART_HEADER_TIMEOUT", "30s");
+    })
+    .await;
+    // An idle connection takes the only slot.
+    let hog = TcpStream::connect(rampart.ports.https).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let client = rampart.client();
+    let blocked = client
+        .get(rampart.url("/healthz"))
+        .timeout(Duration::from_secs(1))
+        .send()
+        .await;
+    assert!(blocked.is_err(), "a second connection was served: {blocked:?}");
+    drop(hog);
+    let r = client
+        .get(rampart.url("/healthz"))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
