@@ -21,7 +21,8 @@
 //!   the first-admin token file.
 //! - [`store`]: all SQL, behind plain async methods; [`audit`]: the hash
 //!   chain and [`verify_chain`], which also works offline on a database file.
-//! - [`crypto`]: tokens, digests, argon2id; [`secret`]: the origin secret;
+//! - [`sealed`]: secrets at rest, sealed under the host key;
+//!   [`crypto`]: tokens, digests, argon2id; [`secret`]: the origin secret;
 //!   [`clock`]: "now", replaceable in tests.
 
 pub mod audit;
@@ -34,6 +35,7 @@ mod error;
 mod gate;
 mod handlers;
 mod paging;
+pub mod sealed;
 pub mod secret;
 pub mod server;
 mod setup_token;
@@ -77,6 +79,9 @@ pub enum Error {
     /// The database failed.
     #[error("database")]
     Store(#[from] store::StoreError),
+    /// The host key could not be read or created.
+    #[error("host key")]
+    HostKey(#[from] sealed::SealError),
     /// Hashing failed.
     #[error("password hashing")]
     Crypto(#[from] crypto::CryptoError),

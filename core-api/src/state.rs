@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::clock::Clock;
+use crate::sealed::HostKey;
 use crate::secret::OriginSecret;
 use crate::store::Store;
 use crate::{Error, crypto, setup_token};
@@ -32,6 +33,7 @@ pub struct AppState {
 struct Inner {
     store: Store,
     origin_secret: OriginSecret,
+    host_key: HostKey,
     clock: Clock,
     dummy_hash: String,
     setup_token_file: PathBuf,
@@ -68,6 +70,7 @@ impl AppState {
         // An existing directory keeps its mode through create; tighten it.
         fs::set_permissions(&core_dir, fs::Permissions::from_mode(0o700)).map_err(dir_error)?;
 
+        let host_key = HostKey::load_or_create(&data_dir)?;
         let store = Store::open(database_path(&data_dir)).await?;
         let setup_token_file = setup_token::path_in(&data_dir);
         let pending = setup_token::prepare(&store, &setup_token_file).await?;
@@ -77,6 +80,7 @@ impl AppState {
             inner: Arc::new(Inner {
                 store,
                 origin_secret,
+                host_key,
                 clock,
                 dummy_hash,
                 setup_token_file,
@@ -98,6 +102,11 @@ impl AppState {
     /// The store.
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// The key that seals secrets at rest.
+    pub fn host_key(&self) -> &HostKey {
+        &self.inner.host_key
     }
 
     /// The clock.
