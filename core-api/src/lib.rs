@@ -22,6 +22,7 @@
 //! - [`store`]: all SQL, behind plain async methods; [`audit`]: the hash
 //!   chain and [`verify_chain`], which also works offline on a database file.
 //! - [`sealed`]: secrets at rest, sealed under the host key;
+//!   [`keys`]: WireGuard key pairs and preshared keys;
 //!   [`crypto`]: tokens, digests, argon2id; [`secret`]: the origin secret;
 //!   [`clock`]: "now", replaceable in tests.
 
@@ -34,6 +35,7 @@ pub mod crypto;
 mod error;
 mod gate;
 mod handlers;
+pub mod keys;
 mod paging;
 pub mod sealed;
 pub mod secret;
