@@ -84,6 +84,9 @@ pub enum InternalError {
     /// A handler ran without the context the gate provides.
     #[error("request context missing: the gate did not run")]
     NoContext,
+    /// A QR code could not be drawn.
+    #[error("qr")]
+    Qr(#[source] crate::profile::QrError),
     /// A value could not be serialized.
     #[error("serialization")]
     Json(#[source] serde_json::Error),

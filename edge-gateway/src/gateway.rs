@@ -412,14 +412,20 @@ mod tests {
     #[test]
     fn text_answers_pass_only_as_declared() {
         let mut h = HeaderMap::new();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
         let body = Bytes::from_static(b"[Interface]\n");
         let r = filter_answer(route("devices.config"), StatusCode::OK, &h, &body, "r");
         assert_eq!(r.status(), StatusCode::OK);
         assert_eq!(r.headers()[header::CONTENT_TYPE], "text/plain; charset=utf-8");
         // Another media type (the browser would render HTML), JSON where text
         // is declared, and bytes that are not UTF-8 are all withheld.
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
         assert_eq!(
             filter_answer(route("devices.config"), StatusCode::OK, &h, &body, "r").status(),
             StatusCode::BAD_GATEWAY
@@ -428,7 +434,10 @@ mod tests {
             filter_answer(route("devices.config"), StatusCode::OK, &json_headers(), &body, "r").status(),
             StatusCode::BAD_GATEWAY
         );
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
         let binary = Bytes::from_static(&[0xff, 0xfe]);
         assert_eq!(
             filter_answer(route("devices.config"), StatusCode::OK, &h, &binary, "r").status(),

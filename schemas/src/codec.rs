@@ -95,7 +95,11 @@ impl TextBody {
             ));
         }
         if bytes.len() > self.max_len {
-            return Err(format!("{} bytes where at most {} are declared", bytes.len(), self.max_len));
+            return Err(format!(
+                "{} bytes where at most {} are declared",
+                bytes.len(),
+                self.max_len
+            ));
         }
         std::str::from_utf8(bytes).map_err(|_| "a text body that is not UTF-8".to_owned())?;
         Ok(())

@@ -73,11 +73,6 @@ impl Pool {
     }
 }
 
-/// The server's own tunnel address (the first host) in a network.
-pub(crate) fn gateway4(net: &Ipv4Net) -> Ipv4Addr {
-    Ipv4Addr::from(net.base().wrapping_add(1))
-}
-
 /// Takes one host number from `pool` of `server_id`.
 fn allocate(conn: &Connection, server_id: &str, pool: Pool) -> Result<(i64, String), StoreError> {
     let family = pool.family();
@@ -184,7 +179,12 @@ pub(super) fn add_org_peers(conn: &Connection, key: &HostKey, server_id: &str, o
 }
 
 /// Gives a new device a peer on every server its organization is attached to.
-pub(super) fn add_device_peers(conn: &Connection, key: &HostKey, device_id: &str, org_id: &str) -> Result<(), StoreError> {
+pub(super) fn add_device_peers(
+    conn: &Connection,
+    key: &HostKey,
+    device_id: &str,
+    org_id: &str,
+) -> Result<(), StoreError> {
     let servers: Vec<String> = conn
         .prepare_cached("SELECT server_id FROM server_orgs WHERE org_id = ?1 ORDER BY server_id")?
         .query_map(params![org_id], |r| r.get(0))?

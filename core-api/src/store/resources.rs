@@ -231,6 +231,11 @@ impl Store {
 
     // --- key links -------------------------------------------------------
 
+    /// The public address (`Endpoint` host, key link host).
+    pub async fn public_address(&self) -> Result<String, StoreError> {
+        self.db.read(public_address).await
+    }
+
     /// Stores a key link and audits.
     pub async fn create_link(&self, link: NewLink, record: AuditRecord) -> Result<(), StoreError> {
         self.db

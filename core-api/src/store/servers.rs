@@ -73,10 +73,12 @@ fn server_from(conn: &Connection, row: Row) -> Result<Server, StoreError> {
         state: match state.as_str() {
             "running" => ServerState::Running,
             "stopped" => ServerState::Stopped,
-            _ => return Err(StoreError::Corrupt {
-                column: "servers.state",
-                value: state,
-            }),
+            _ => {
+                return Err(StoreError::Corrupt {
+                    column: "servers.state",
+                    value: state,
+                });
+            }
         },
         orgs,
         public_key: parse("servers.public_key", &public_key)?,

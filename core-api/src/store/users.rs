@@ -247,7 +247,9 @@ pub(super) fn use_link(conn: &Connection, token_hash: &str, now: jiff::Timestamp
     const GONE: &str = "this key link has expired or been used up; ask for a new one";
     let row: Option<(String, String, i64, i64)> = conn
         .prepare_cached("SELECT user_id, expires_at, max_uses, uses FROM key_links WHERE token_hash = ?1")?
-        .query_row(params![token_hash], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .query_row(params![token_hash], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
         .optional()?;
     let (user_id, expires_at, max_uses, uses) = row.ok_or(StoreError::NotFound)?;
     if ts_from_sql("key_links.expires_at", &expires_at)? <= now || uses >= max_uses {

@@ -353,7 +353,11 @@ pub static ROUTES: &[Route] = &[
         Access::AnyRole,
         USER_QUERY,
         None,
-        &[json(200, ResponseBody::of::<UserPage>(), "A page of the organization's users, oldest first.")],
+        &[json(
+            200,
+            ResponseBody::of::<UserPage>(),
+            "A page of the organization's users, oldest first.",
+        )],
         "List an organization's users",
     ),
     core(
@@ -403,7 +407,11 @@ pub static ROUTES: &[Route] = &[
         Access::Manage,
         &[],
         Some(RequestBody::of::<LinkCreate>()),
-        &[json(201, ResponseBody::of::<Link>(), "Created; the URL is shown only now.")],
+        &[json(
+            201,
+            ResponseBody::of::<Link>(),
+            "Created; the URL is shown only now.",
+        )],
         "Create a temporary key link for a user",
     ),
     Route {
@@ -426,7 +434,11 @@ pub static ROUTES: &[Route] = &[
         Access::AnyRole,
         PAGING_ONLY,
         None,
-        &[json(200, ResponseBody::of::<DevicePage>(), "A page of the user's devices, oldest first.")],
+        &[json(
+            200,
+            ResponseBody::of::<DevicePage>(),
+            "A page of the user's devices, oldest first.",
+        )],
         "List a user's devices",
     ),
     core(
@@ -491,7 +503,11 @@ pub static ROUTES: &[Route] = &[
         Access::AnyRole,
         PAGING_ONLY,
         None,
-        &[json(200, ResponseBody::of::<ServerPage>(), "A page of servers, oldest first.")],
+        &[json(
+            200,
+            ResponseBody::of::<ServerPage>(),
+            "A page of servers, oldest first.",
+        )],
         "List VPN servers",
     ),
     core(
@@ -561,7 +577,11 @@ pub static ROUTES: &[Route] = &[
         Access::Manage,
         &[],
         None,
-        &[json(200, ResponseBody::of::<Server>(), "Attached; the org's devices have addresses.")],
+        &[json(
+            200,
+            ResponseBody::of::<Server>(),
+            "Attached; the org's devices have addresses.",
+        )],
         "Attach an organization to a server",
     ),
     core(
@@ -571,7 +591,11 @@ pub static ROUTES: &[Route] = &[
         Access::Manage,
         &[],
         None,
-        &[json(200, ResponseBody::of::<Server>(), "Detached; the org's addresses are freed.")],
+        &[json(
+            200,
+            ResponseBody::of::<Server>(),
+            "Detached; the org's addresses are freed.",
+        )],
         "Detach an organization from a server",
     ),
 ];

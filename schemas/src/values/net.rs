@@ -52,9 +52,8 @@ impl TryFrom<String> for WgKey {
         // The standard engine refuses non-zero trailing bits, so each key has
         // exactly one spelling and uniqueness on the text is uniqueness on
         // the key.
-        let ok = value.len() == 44
-            && value.ends_with('=')
-            && STANDARD.decode(&value).is_ok_and(|bytes| bytes.len() == 32);
+        let ok =
+            value.len() == 44 && value.ends_with('=') && STANDARD.decode(&value).is_ok_and(|bytes| bytes.len() == 32);
         if !ok {
             return Err(invalid("must be a WireGuard key: 32 bytes as 44 characters of base64"));
         }
@@ -101,7 +100,8 @@ fn split_prefix(value: &str, max: u8) -> Result<(&str, u8), InvalidValue> {
     let (addr, prefix) = value
         .split_once('/')
         .ok_or_else(|| invalid("must be a network in CIDR notation, e.g. 10.8.0.0/24"))?;
-    let canonical = !prefix.is_empty() && prefix.bytes().all(|b| b.is_ascii_digit()) && (prefix == "0" || !prefix.starts_with('0'));
+    let canonical =
+        !prefix.is_empty() && prefix.bytes().all(|b| b.is_ascii_digit()) && (prefix == "0" || !prefix.starts_with('0'));
     let prefix: u8 = prefix
         .parse()
         .ok()
@@ -286,7 +286,7 @@ mod tests {
         assert!(WgKey::try_from(STANDARD.encode([7u8; 33])).is_err());
         assert!(WgKey::try_from(good.replace('H', "-")).is_err());
         // Non-zero trailing bits: another spelling of a key, refused.
-        let mut odd = good.clone();
+        let mut odd = good;
         odd.replace_range(42..43, "x");
         assert!(WgKey::try_from(odd).is_err());
     }
