@@ -7,5 +7,6 @@ mod bad_input;
 mod edge;
 mod flow;
 mod processes;
+mod resources;
 mod throttle;
 mod tls;
