@@ -110,7 +110,7 @@ async fn world(s: &Session) -> World {
     assert_eq!(phone["public_key"], own);
 
     let sid = id(&server);
-    let (status, attached) = bodiless(&s, Method::PUT, &format!("/api/v1/servers/{sid}/orgs/{org}")).await;
+    let (status, attached) = bodiless(s, Method::PUT, &format!("/api/v1/servers/{sid}/orgs/{org}")).await;
     assert_eq!(status, StatusCode::OK, "{attached}");
     assert_eq!(attached["orgs"], json!([org]));
     World {
