@@ -4,7 +4,7 @@ use std::net::IpAddr;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use schemas::api::{Server, ServerState};
-use schemas::values::{Cidr, OrgId, ServerId};
+use schemas::values::{Cidr, Ipv4Net, Ipv6Net, OrgId, ServerId};
 
 use super::resources::NewServer;
 use super::users::parse;
@@ -119,11 +119,63 @@ fn name_taken(conn: &Connection, name: &str, except: Option<ServerId>) -> Result
     )?)
 }
 
+/// Whether two networks share an address: one contains the other's base.
+fn overlap(a_base: u128, a_prefix: u8, b_base: u128, b_prefix: u8, bits: u8) -> bool {
+    let shorter = a_prefix.min(b_prefix);
+    let host_bits = u32::from(bits - shorter);
+    let mask = u128::MAX.checked_shl(host_bits).unwrap_or(0);
+    (a_base & mask) == (b_base & mask)
+}
+
+/// Refuses what would clash with another server on this host: its UDP port
+/// (the tunnel could not bind) or an overlapping network (routes to two
+/// tunnels for one address).
+fn check_clashes(conn: &Connection, s: &Server) -> Result<(), StoreError> {
+    let others: Vec<(String, String, Option<String>, u16)> = conn
+        .prepare_cached("SELECT id, network, network6, port FROM servers WHERE id <> ?1")?
+        .query_map(params![s.id.to_string()], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    for (_, network, network6, port) in others {
+        if port == s.port {
+            return Err(StoreError::Conflict {
+                field: "port",
+                message: "another server listens on this port",
+            });
+        }
+        let network: Ipv4Net = parse("servers.network", &network)?;
+        if overlap(
+            u128::from(network.base()),
+            network.prefix(),
+            u128::from(s.network.base()),
+            s.network.prefix(),
+            32,
+        ) {
+            return Err(StoreError::Conflict {
+                field: "network",
+                message: "overlaps another server's network",
+            });
+        }
+        if let (Some(theirs), Some(ours)) = (network6, s.network6) {
+            let theirs: Ipv6Net = parse("servers.network6", &theirs)?;
+            if overlap(theirs.base(), theirs.prefix(), ours.base(), ours.prefix(), 128) {
+                return Err(StoreError::Conflict {
+                    field: "network6",
+                    message: "overlaps another server's network",
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 pub(super) fn insert(conn: &Connection, new: &NewServer) -> Result<(), StoreError> {
     let s = &new.server;
     if name_taken(conn, s.name.as_str(), None)? {
         return Err(StoreError::Duplicate { field: "name" });
     }
+    check_clashes(conn, s)?;
     conn.execute(
         "INSERT INTO servers (id, name, name_key, network, network6, port, dns, routes, state, public_key,
                               private_key_sealed, next_host4, next_host6, created_at)
@@ -166,6 +218,7 @@ pub(super) fn update(conn: &Connection, changed: &Server) -> Result<(), StoreErr
         }
         pool::reset(conn, &changed.id.to_string())?;
     }
+    check_clashes(conn, changed)?;
     conn.execute(
         "UPDATE servers SET name = ?2, name_key = ?3, network = ?4, network6 = ?5, port = ?6, dns = ?7,
                             routes = ?8, state = ?9
@@ -224,4 +277,19 @@ pub(super) fn private_sealed(conn: &Connection, id: &str) -> Result<String, Stor
         .query_row(params![id], |r| r.get(0))
         .optional()?
         .ok_or(StoreError::NotFound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::overlap;
+
+    #[test]
+    fn overlapping_networks() {
+        let v4 = |a: [u8; 4]| u128::from(u32::from_be_bytes(a));
+        assert!(overlap(v4([10, 0, 0, 0]), 8, v4([10, 1, 0, 0]), 16, 32));
+        assert!(overlap(v4([10, 1, 0, 0]), 16, v4([10, 0, 0, 0]), 8, 32));
+        assert!(!overlap(v4([10, 1, 0, 0]), 16, v4([10, 2, 0, 0]), 16, 32));
+        assert!(overlap(v4([0, 0, 0, 0]), 0, v4([192, 0, 2, 0]), 24, 32));
+        assert!(!overlap(0xfd00 << 112, 64, (0xfd00 << 112) | (1 << 64), 64, 128));
+    }
 }

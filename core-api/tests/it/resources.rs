@@ -113,6 +113,24 @@ async fn an_exhausted_pool_refuses_the_attachment_whole() {
     assert_eq!(r.body["orgs"], json!([]));
     let last = app.last_audit().await;
     assert_eq!((last.action.as_str(), last.outcome), ("server.attach", Outcome::Denied));
+
+    // Another server may not take its port or overlap its network.
+    for (body, field) in [
+        (json!({"name": "b", "network": "198.51.100.0/24", "port": 1}), "port"),
+        (json!({"name": "c", "network": "192.0.0.0/16", "port": 2}), "network"),
+    ] {
+        let r = app.call("POST", "/api/v1/servers", Some(body), Some(&s)).await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "{:?}", r.body);
+        assert_eq!(r.body["errors"][0]["field"], field);
+    }
+    let r = app
+        .call("DELETE", &format!("/api/v1/servers/{server}"), None, Some(&s))
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let r = app
+        .call("GET", &format!("/api/v1/servers/{server}"), None, Some(&s))
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
