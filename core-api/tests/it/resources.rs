@@ -213,7 +213,13 @@ async fn a_key_link_expires_on_the_clock() {
     let app = App::new().await;
     let s = app.admin().await;
     let org = create(&app, &s, "/api/v1/orgs", json!({"name": "Acme"})).await;
-    let user = create(&app, &s, &format!("/api/v1/orgs/{org}/users"), json!({"name": "U"})).await;
+    let user = create(
+        &app,
+        &s,
+        &format!("/api/v1/orgs/{org}/users"),
+        json!({"name": "<script>alert(1)</script> & \"Eve\""}),
+    )
+    .await;
     let r = app
         .call(
             "POST",
@@ -228,7 +234,14 @@ async fn a_key_link_expires_on_the_clock() {
     let r = app.call("GET", &format!("/k/{token}"), None, None).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.headers["cache-control"], "no-store");
-    assert!(r.body.as_str().unwrap().contains("no device"));
+    let page = r.body.as_str().unwrap();
+    assert!(page.contains("no device"));
+    // The name is shown, escaped: the page carries no markup of its own making.
+    assert!(
+        page.contains("&lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;Eve&quot;"),
+        "{page}"
+    );
+    assert!(!page.contains("<script"));
     let last = app.last_audit().await;
     assert_eq!(
         (last.action.as_str(), last.outcome, last.target),
