@@ -15,8 +15,8 @@ mod servers;
 mod users;
 pub use servers::{MAX_PREFIX_V4, MAX_PREFIX_V6, Server, ServerCreate, ServerPage, ServerPatch, ServerState};
 pub use users::{
-    Device, DeviceCreate, DeviceCreated, DevicePage, LINK_MAX_SECONDS, Link, LinkCreate, User, UserCreate, UserPage,
-    UserPatch,
+    Device, DeviceAddress, DeviceCreate, DeviceCreated, DevicePage, LINK_MAX_SECONDS, Link, LinkCreate, User,
+    UserCreate, UserPage, UserPatch,
 };
 
 use crate::values::{AdminId, LoginPassword, Name, OrgId, Password, Role, Token, TotpCode, Username};

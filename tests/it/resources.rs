@@ -162,6 +162,10 @@ async fn devices_get_static_addresses_and_profiles_through_the_edge() {
     assert_eq!(status, StatusCode::OK);
     assert!(got.get("private_key").is_none(), "{got}");
     assert_eq!(got["key_generated"], true);
+    assert_eq!(
+        got["addresses"],
+        json!([{"server_id": sid, "address": "10.77.0.2", "address6": "fd00:77::2"}])
+    );
     let (_, list) = s.get(&format!("/api/v1/users/{}/devices", w.user)).await;
     assert_eq!(list["items"].as_array().unwrap().len(), 2);
 
@@ -232,6 +236,7 @@ async fn devices_get_static_addresses_and_profiles_through_the_edge() {
             json!({"name": "tablet"}),
         )
         .await;
+    assert_eq!(tablet["addresses"][0]["address"], "10.77.0.4", "{tablet}");
     let (_, _, tablet_config) = text(&s, &format!("/api/v1/devices/{}/config?server={sid}", id(&tablet))).await;
     assert_eq!(line(&tablet_config, "Address"), Some("10.77.0.4/32, fd00:77::4/128"));
 

@@ -75,6 +75,7 @@ pub(super) async fn create(
         public_key,
         key_generated: generated.is_some(),
         created_at: now,
+        addresses: Vec::new(),
     };
     let new = NewDevice {
         device: device.clone(),
@@ -87,6 +88,15 @@ pub(super) async fn create(
         .await?;
     ctx.mark_written();
     let private_key = generated.map(|(pair, _)| schemas::values::WgKey::from_bytes(&pair.private));
+    // The addresses were allocated in the store; a device deleted in the
+    // meantime simply shows none.
+    let addresses = match state.store().device(id).await {
+        Ok(stored) => stored.addresses,
+        Err(e) => {
+            tracing::warn!(error = %crate::error::Chain(&e), "could not read back a new device's addresses");
+            Vec::new()
+        }
+    };
     Ok((
         StatusCode::CREATED,
         Json(DeviceCreated {
@@ -96,6 +106,7 @@ pub(super) async fn create(
             public_key: device.public_key,
             key_generated: device.key_generated,
             created_at: device.created_at,
+            addresses,
             private_key,
         }),
     ))

@@ -1,7 +1,7 @@
 //! Users, their devices and key links.
 
 use rusqlite::{Connection, OptionalExtension, params};
-use schemas::api::{Device, User};
+use schemas::api::{Device, DeviceAddress, User};
 use schemas::values::{DeviceId, Email, Name, OrgId, UserId, WgKey};
 
 use super::orgs::like_escape;
@@ -133,9 +133,27 @@ fn read_device(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRow> {
     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
 }
 
-fn device_from(row: DeviceRow) -> Result<Device, StoreError> {
+/// A device's addresses, by server.
+fn addresses(conn: &Connection, device: &str) -> Result<Vec<DeviceAddress>, StoreError> {
+    let rows: Vec<(String, String, Option<String>)> = conn
+        .prepare_cached("SELECT server_id, address, address6 FROM peers WHERE device_id = ?1 ORDER BY server_id")?
+        .query_map(params![device], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    rows.into_iter()
+        .map(|(server, address, address6)| {
+            Ok(DeviceAddress {
+                server_id: parse("peers.server_id", &server)?,
+                address: parse("peers.address", &address)?,
+                address6: address6.as_deref().map(|a| parse("peers.address6", a)).transpose()?,
+            })
+        })
+        .collect()
+}
+
+fn device_from(conn: &Connection, row: DeviceRow) -> Result<Device, StoreError> {
     let (id, user_id, name, public_key, key_generated, created_at) = row;
     Ok(Device {
+        addresses: addresses(conn, &id)?,
         id: parse::<DeviceId>("devices.id", &id)?,
         user_id: parse::<UserId>("devices.user_id", &user_id)?,
         name: parse::<Name>("devices.name", &name)?,
@@ -161,7 +179,10 @@ pub(super) fn list_devices(
             read_device,
         )?
         .collect::<Result<Vec<_>, _>>()?;
-    let mut items = rows.into_iter().map(device_from).collect::<Result<Vec<_>, _>>()?;
+    let mut items = rows
+        .into_iter()
+        .map(|r| device_from(conn, r))
+        .collect::<Result<Vec<_>, _>>()?;
     let more = items.len() > limit as usize;
     items.truncate(limit as usize);
     Ok(Listed { items, more })
@@ -173,7 +194,7 @@ pub(super) fn get_device(conn: &Connection, id: DeviceId) -> Result<Device, Stor
         .query_row(params![id.to_string()], read_device)
         .optional()?
         .ok_or(StoreError::NotFound)?;
-    device_from(row)
+    device_from(conn, row)
 }
 
 /// Whether a WireGuard public key is in use, by a device or a server: two

@@ -1,12 +1,14 @@
 //! Users of organizations, their devices, and key links.
 
+use std::net::{Ipv4Addr, Ipv6Addr};
+
 use jiff::Timestamp;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use validator::{Validate, ValidationError};
 
 use super::{Page, field_error};
-use crate::values::{DeviceId, Email, Name, OrgId, UserId, WgKey};
+use crate::values::{DeviceId, Email, Name, OrgId, ServerId, UserId, WgKey};
 
 /// `POST /api/v1/orgs/{id}/users`.
 #[derive(Debug, Clone, Serialize, Deserialize, Validate, JsonSchema)]
@@ -78,6 +80,19 @@ pub struct DeviceCreate {
     pub public_key: Option<WgKey>,
 }
 
+/// A device's static addresses on one server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceAddress {
+    /// The server.
+    pub server_id: ServerId,
+    /// The IPv4 address.
+    pub address: Ipv4Addr,
+    /// The IPv6 address, when the server has an IPv6 network.
+    #[serde(default)]
+    pub address6: Option<Ipv6Addr>,
+}
+
 /// A device.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -95,6 +110,8 @@ pub struct Device {
     pub key_generated: bool,
     /// When it was created.
     pub created_at: Timestamp,
+    /// Its addresses on every server its organization is attached to.
+    pub addresses: Vec<DeviceAddress>,
 }
 
 /// The answer to `POST /api/v1/users/{id}/devices`: the device and, when
@@ -115,6 +132,8 @@ pub struct DeviceCreated {
     pub key_generated: bool,
     /// When it was created.
     pub created_at: Timestamp,
+    /// Its addresses on every server its organization is attached to.
+    pub addresses: Vec<DeviceAddress>,
     /// The generated private key; absent when the device brought its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub private_key: Option<WgKey>,
