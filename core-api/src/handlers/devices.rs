@@ -136,7 +136,14 @@ async fn load(state: &AppState, ctx: &RequestCtx, id: &str, raw: Option<&str>) -
     let server: ServerId = params
         .parsed("server", "must be a UUID")?
         .ok_or_else(|| ApiError::Validation(vec![FieldError::new("query.server", "is required")]))?;
-    Ok(state.store().profile(device, server, state.host_key().clone()).await?)
+    ctx.set_target(target(&device.to_string()));
+    let profile = state.store().profile(device, server, state.host_key().clone()).await?;
+    // A profile can hold a private key and always holds a preshared key:
+    // reading one is recorded like a change, and not answered unrecorded.
+    let record = ctx.record(state.clock().now(), Outcome::Success, Some(format!("server:{server}")));
+    state.store().append_audit(record).await?;
+    ctx.mark_written();
+    Ok(profile)
 }
 
 pub(super) async fn config(

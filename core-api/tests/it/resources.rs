@@ -165,6 +165,15 @@ async fn deleting_an_org_or_user_frees_addresses() {
         "the content type the route table declares"
     );
     assert_eq!(address(&r.body), "10.2.0.2/32");
+    let last = app.last_audit().await;
+    assert_eq!(
+        (last.action.as_str(), last.target, last.detail),
+        (
+            "device.config",
+            Some(format!("device:{device}")),
+            Some(format!("server:{server}"))
+        )
+    );
 
     let r = app.call("DELETE", &format!("/api/v1/orgs/{old}"), None, Some(&s)).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
