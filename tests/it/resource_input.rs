@@ -114,6 +114,7 @@ async fn every_new_route_refuses_bad_input_by_field() {
     let server_cases = [
         (json!({"network": "198.18.0.1/24"}), "network"),
         (json!({"network": "10.9.0.0/31"}), "network"),
+        (json!({"network": "0.0.0.0/0"}), "network"),
         (json!({"network": "10.9.0.0"}), "network"),
         (json!({"network": "fd00::/64"}), "network"),
         (json!({"network6": "fd00::1/64"}), "network6"),

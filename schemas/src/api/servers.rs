@@ -16,17 +16,22 @@ pub const MAX_PREFIX_V4: u8 = 30;
 /// The longest IPv6 prefix: a /126 holds the network address (never handed
 /// out, for symmetry with IPv4), the gateway and two devices.
 pub const MAX_PREFIX_V6: u8 = 126;
+/// The shortest IPv4 prefix: a /8 already holds 16 million devices; anything
+/// wider is a mistake (a `0.0.0.0/0` pool would claim every address).
+pub const MIN_PREFIX_V4: u8 = 8;
+/// The shortest IPv6 prefix.
+pub const MIN_PREFIX_V6: u8 = 32;
 
 fn network_has_room(net: &Ipv4Net) -> Result<(), ValidationError> {
-    if net.prefix() > MAX_PREFIX_V4 {
-        return Err(ValidationError::new("too_small").with_message("must be a /30 or larger".into()));
+    if !(MIN_PREFIX_V4..=MAX_PREFIX_V4).contains(&net.prefix()) {
+        return Err(ValidationError::new("prefix").with_message("must be a /8 to /30 network".into()));
     }
     Ok(())
 }
 
 fn network6_has_room(net: &Ipv6Net) -> Result<(), ValidationError> {
-    if net.prefix() > MAX_PREFIX_V6 {
-        return Err(ValidationError::new("too_small").with_message("must be a /126 or larger".into()));
+    if !(MIN_PREFIX_V6..=MAX_PREFIX_V6).contains(&net.prefix()) {
+        return Err(ValidationError::new("prefix").with_message("must be a /32 to /126 network".into()));
     }
     Ok(())
 }
