@@ -35,7 +35,12 @@ pub(super) async fn open(
         Ok(found) => found,
         Err(e) => {
             let err = ApiError::from(e);
-            let record = ctx.record(now, Outcome::Denied, Some(err.to_string()));
+            let outcome = if matches!(err, ApiError::Internal(_)) {
+                Outcome::Error
+            } else {
+                Outcome::Denied
+            };
+            let record = ctx.record(now, outcome, Some(err.to_string()));
             if let Err(e) = state.store().append_audit(record).await {
                 tracing::error!(error = %crate::error::Chain(&e), "could not audit a refused key link");
             }
