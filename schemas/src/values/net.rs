@@ -307,4 +307,25 @@ mod tests {
         assert!(matches!(Cidr::try_from("::/0".to_owned()).unwrap(), Cidr::V6(_)));
         assert!(Cidr::try_from("10.0.0.1/8".to_owned()).is_err());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn every_key_round_trips(bytes: [u8; 32]) {
+            let key = WgKey::from_bytes(&bytes);
+            let parsed = WgKey::try_from(key.as_str().to_owned()).unwrap();
+            proptest::prop_assert_eq!(parsed.to_bytes(), bytes);
+        }
+
+        #[test]
+        fn networks_round_trip_and_refuse_host_bits(addr: u32, prefix in 0u8..=32, v6: u128, prefix6 in 0u8..=128) {
+            let mask = u32::MAX.checked_shl(u32::from(32 - prefix)).unwrap_or(0);
+            let net = Ipv4Net::new(Ipv4Addr::from(addr & mask), prefix).unwrap();
+            proptest::prop_assert_eq!(net.to_string().parse::<Ipv4Net>().unwrap(), net);
+            proptest::prop_assert_eq!(Ipv4Net::new(Ipv4Addr::from(addr), prefix).is_ok(), addr & !mask == 0);
+            let mask6 = u128::MAX.checked_shl(u32::from(128 - prefix6)).unwrap_or(0);
+            let net6 = Ipv6Net::new(Ipv6Addr::from(v6 & mask6), prefix6).unwrap();
+            proptest::prop_assert_eq!(net6.to_string().parse::<Ipv6Net>().unwrap(), net6);
+            proptest::prop_assert_eq!(Ipv6Net::new(Ipv6Addr::from(v6), prefix6).is_ok(), v6 & !mask6 == 0);
+        }
+    }
 }
