@@ -50,6 +50,14 @@ pub enum ApiError {
         /// The field.
         field: &'static str,
     },
+    /// The change conflicts with the state of things; the message says how.
+    #[error("{message}")]
+    Refused {
+        /// The field it is about.
+        field: &'static str,
+        /// What to tell the client.
+        message: &'static str,
+    },
     /// Used up.
     #[error("{0}")]
     Gone(&'static str),
@@ -76,6 +84,9 @@ pub enum InternalError {
     /// A handler ran without the context the gate provides.
     #[error("request context missing: the gate did not run")]
     NoContext,
+    /// A QR code could not be drawn.
+    #[error("qr")]
+    Qr(#[source] crate::profile::QrError),
     /// A value could not be serialized.
     #[error("serialization")]
     Json(#[source] serde_json::Error),
@@ -88,6 +99,8 @@ impl From<StoreError> for ApiError {
             StoreError::Duplicate { field } => ApiError::Conflict { field },
             StoreError::SetupDone => ApiError::Gone(SETUP_DONE),
             StoreError::WrongSetupToken => ApiError::Unauthenticated("wrong setup token"),
+            StoreError::Conflict { field, message } => ApiError::Refused { field, message },
+            StoreError::Gone(detail) => ApiError::Gone(detail),
             other => ApiError::Internal(InternalError::Store(other)),
         }
     }
@@ -134,6 +147,11 @@ impl ApiError {
             ApiError::Conflict { field } => {
                 let mut p = Problem::new(Kind::Conflict, self.to_string());
                 p.errors = vec![FieldError::new(*field, "is already taken")];
+                p
+            }
+            ApiError::Refused { field, message } => {
+                let mut p = Problem::new(Kind::Conflict, *message);
+                p.errors = vec![FieldError::new(*field, *message)];
                 p
             }
             ApiError::Gone(detail) => Problem::new(Kind::Gone, *detail),

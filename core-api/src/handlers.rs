@@ -8,7 +8,9 @@
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
 use schemas::codec::decode_request;
 use serde::de::DeserializeOwned;
 use validator::Validate;
@@ -18,10 +20,14 @@ use crate::gate;
 use crate::state::AppState;
 
 mod audit_log;
+mod devices;
+mod keylink;
 mod orgs;
+mod servers;
 mod session;
 mod setup;
 mod system;
+mod users;
 
 /// The largest body the core reads. The edge holds each route to its own,
 /// smaller limit; this only bounds what a misbehaving peer can make us buffer.
@@ -53,6 +59,28 @@ fn routes(state: AppState) -> Router {
             "/api/v1/orgs/{id}",
             get(orgs::get).patch(orgs::update).delete(orgs::delete),
         )
+        .route("/api/v1/orgs/{id}/users", get(users::list).post(users::create))
+        .route(
+            "/api/v1/users/{id}",
+            get(users::get).patch(users::update).delete(users::delete),
+        )
+        .route("/api/v1/users/{id}/links", post(users::create_link))
+        .route("/k/{token}", get(keylink::open))
+        .route("/api/v1/users/{id}/devices", get(devices::list).post(devices::create))
+        .route("/api/v1/devices/{id}", get(devices::get).delete(devices::delete))
+        .route("/api/v1/devices/{id}/config", get(devices::config))
+        .route("/api/v1/devices/{id}/qr", get(devices::qr))
+        .route("/api/v1/servers", get(servers::list).post(servers::create))
+        .route(
+            "/api/v1/servers/{id}",
+            get(servers::get).patch(servers::update).delete(servers::delete),
+        )
+        .route("/api/v1/servers/{id}/start", post(servers::start))
+        .route("/api/v1/servers/{id}/stop", post(servers::stop))
+        .route(
+            "/api/v1/servers/{id}/orgs/{org_id}",
+            put(servers::attach).delete(servers::detach),
+        )
         .route("/api/v1/audit", get(audit_log::list))
         .fallback(|| async { ApiError::NoRoute })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -63,4 +91,20 @@ fn routes(state: AppState) -> Router {
 /// checked, errors naming the fields, exactly as the edge reports them.
 fn decode<T: DeserializeOwned + Validate>(body: &Bytes) -> Result<T, ApiError> {
     decode_request::<T>(body).map_err(ApiError::Validation)
+}
+
+/// An id from the path. The edge forwards only canonical UUIDs; anything
+/// else cannot name a resource.
+fn path_id<T: std::str::FromStr>(raw: &str) -> Result<T, ApiError> {
+    raw.parse().map_err(|_| ApiError::NotFound)
+}
+
+/// A text answer of a media type the route table declares (the edge refuses
+/// any other), never cached: profiles hold keys.
+fn text(content_type: &'static str, body: String) -> Response {
+    let mut response = body.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }

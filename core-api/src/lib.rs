@@ -16,12 +16,14 @@
 //!   every state change that a handler did not record itself.
 //! - `auth`: sessions, cookies, CSRF and the sign-in throttle's policy;
 //!   `context`: what the gate hands to handlers; `error`: the one mapping
-//!   from errors to problem documents; `paging`: query parameters and cursors.
+//!   from errors to problem documents; `paging`: query parameters and cursors;
+//!   `profile`: wg-quick profiles, their QR codes and the key link page.
 //! - [`state`]: [`AppState`], opened from the data directory; `setup_token`:
 //!   the first-admin token file.
 //! - [`store`]: all SQL, behind plain async methods; [`audit`]: the hash
 //!   chain and [`verify_chain`], which also works offline on a database file.
 //! - [`sealed`]: secrets at rest, sealed under the host key;
+//!   [`keys`]: WireGuard key pairs and preshared keys;
 //!   [`crypto`]: tokens, digests, argon2id; [`secret`]: the origin secret;
 //!   [`clock`]: "now", replaceable in tests.
 
@@ -34,7 +36,9 @@ pub mod crypto;
 mod error;
 mod gate;
 mod handlers;
+pub mod keys;
 mod paging;
+mod profile;
 pub mod sealed;
 pub mod secret;
 pub mod server;

@@ -15,6 +15,10 @@
 //! - `migrations`: the versioned schema.
 //! - `accounts`: admins, the setup row, sessions and the login throttle.
 //! - `orgs`: organizations.
+//! - `users`: users, devices and key links; `servers`: VPN servers and
+//!   attached organizations; `pool`: their static addresses;
+//!   `settings`: key/value settings; `resources`: the records and `Store`
+//!   methods of these.
 //! - `audit`: appending to, listing and verifying the hash chain.
 
 use std::path::{Path, PathBuf};
@@ -31,8 +35,14 @@ mod audit;
 mod conn;
 mod migrations;
 mod orgs;
+mod pool;
+mod resources;
+mod servers;
+mod settings;
+mod users;
 
 use conn::Db;
+pub use resources::{NewDevice, NewLink, NewServer, PeerProfile, ServerQuery, UserQuery};
 
 /// Why a store operation failed. The first group are faults; the second are
 /// refusals that the API reports to the client.
@@ -94,6 +104,21 @@ pub enum StoreError {
     /// The setup token does not match.
     #[error("wrong setup token")]
     WrongSetupToken,
+    /// The change conflicts with the state of things (a pool exhausted, a
+    /// network in use, a device not on a server).
+    #[error("{field}: {message}")]
+    Conflict {
+        /// The field the conflict is about.
+        field: &'static str,
+        /// What the client is told.
+        message: &'static str,
+    },
+    /// Something that worked once no longer does (an expired key link).
+    #[error("{0}")]
+    Gone(&'static str),
+    /// A sealed secret does not open under the host key.
+    #[error("sealed secret")]
+    Seal(#[from] crate::sealed::SealError),
 }
 
 /// An admin as login needs it.

@@ -20,7 +20,7 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use schemas::codec::ResponseBody;
+use schemas::codec::{Payload, ResponseBody};
 use schemas::problem::{Kind, Problem};
 use schemas::query::check_query;
 use schemas::routes::{Match, Route, ServedBy, match_route};
@@ -343,11 +343,18 @@ fn checked_body(route: &Route, status: StatusCode, headers: &HeaderMap, body: &B
     match declared.body {
         None if body.is_empty() => Ok((None, Bytes::new())),
         None => Err("a body where none is declared".into()),
-        Some(codec) => {
+        Some(Payload::Json(codec)) => {
             if !content_type.starts_with("application/json") {
                 return Err(format!("content type {content_type:?} where JSON is declared"));
             }
             Ok((Some("application/json"), Bytes::from((codec.filter)(body)?)))
+        }
+        // Text cannot be checked field by field: it passes only with exactly
+        // the declared media type, as UTF-8 and within the declared size, and
+        // the answer carries the table's media type, not the core's bytes.
+        Some(Payload::Text(text)) => {
+            text.check(content_type, body)?;
+            Ok((Some(text.content_type), body.clone()))
         }
     }
 }
@@ -400,6 +407,47 @@ mod tests {
         assert_eq!(r.status(), StatusCode::OK);
         assert_eq!(r.headers()["x-request-id"], "rid");
         assert!(r.headers().contains_key("strict-transport-security"));
+    }
+
+    #[test]
+    fn text_answers_pass_only_as_declared() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        let body = Bytes::from_static(b"[Interface]\n");
+        let r = filter_answer(route("devices.config"), StatusCode::OK, &h, &body, "r");
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.headers()[header::CONTENT_TYPE], "text/plain; charset=utf-8");
+        // Another media type (the browser would render HTML), JSON where text
+        // is declared, and bytes that are not UTF-8 are all withheld.
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
+        assert_eq!(
+            filter_answer(route("devices.config"), StatusCode::OK, &h, &body, "r").status(),
+            StatusCode::BAD_GATEWAY
+        );
+        assert_eq!(
+            filter_answer(route("devices.config"), StatusCode::OK, &json_headers(), &body, "r").status(),
+            StatusCode::BAD_GATEWAY
+        );
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        let binary = Bytes::from_static(&[0xff, 0xfe]);
+        assert_eq!(
+            filter_answer(route("devices.config"), StatusCode::OK, &h, &binary, "r").status(),
+            StatusCode::BAD_GATEWAY
+        );
+        let huge = Bytes::from(vec![b'a'; 64 * 1024]);
+        assert_eq!(
+            filter_answer(route("devices.config"), StatusCode::OK, &h, &huge, "r").status(),
+            StatusCode::BAD_GATEWAY
+        );
     }
 
     #[test]

@@ -11,6 +11,17 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use validator::{Validate, ValidationError};
 
+mod servers;
+mod users;
+pub use servers::{
+    MAX_PREFIX_V4, MAX_PREFIX_V6, MIN_PREFIX_V4, MIN_PREFIX_V6, Server, ServerCreate, ServerPage, ServerPatch,
+    ServerState,
+};
+pub use users::{
+    Device, DeviceAddress, DeviceCreate, DeviceCreated, DevicePage, LINK_MAX_SECONDS, Link, LinkCreate, User,
+    UserCreate, UserPage, UserPatch,
+};
+
 use crate::values::{AdminId, LoginPassword, Name, OrgId, Password, Role, Token, TotpCode, Username};
 
 /// A schema-level rule's error that names the field it is about.

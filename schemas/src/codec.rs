@@ -73,6 +73,48 @@ impl std::fmt::Debug for ResponseBody {
     }
 }
 
+/// A response body that is not JSON: a profile, an SVG, an HTML page. It
+/// cannot be checked field by field, so the edge passes it on only with
+/// exactly the declared media type, only as UTF-8 text, and only up to
+/// `max_len` bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct TextBody {
+    /// The media type the core must send and the edge answers with.
+    pub content_type: &'static str,
+    /// The largest body passed on, in bytes.
+    pub max_len: usize,
+}
+
+impl TextBody {
+    /// Checks `content_type` and `bytes` against the declaration.
+    pub fn check(&self, content_type: &str, bytes: &[u8]) -> Result<(), String> {
+        if !content_type.eq_ignore_ascii_case(self.content_type) {
+            return Err(format!(
+                "content type {content_type:?} where {:?} is declared",
+                self.content_type
+            ));
+        }
+        if bytes.len() > self.max_len {
+            return Err(format!(
+                "{} bytes where at most {} are declared",
+                bytes.len(),
+                self.max_len
+            ));
+        }
+        std::str::from_utf8(bytes).map_err(|_| "a text body that is not UTF-8".to_owned())?;
+        Ok(())
+    }
+}
+
+/// What a successful answer carries.
+#[derive(Debug, Clone, Copy)]
+pub enum Payload {
+    /// JSON of a declared type.
+    Json(ResponseBody),
+    /// Text of a declared media type.
+    Text(TextBody),
+}
+
 fn subschema<T: JsonSchema>(generator: &mut SchemaGenerator) -> Schema {
     generator.subschema_for::<T>()
 }
@@ -221,6 +263,18 @@ mod tests {
         let body = br#"{"token":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA","username":"alice","password":"alice-alice-alice"}"#;
         let errs = decode_request::<SetupRequest>(body).unwrap_err();
         assert_eq!(errs[0].field, "password");
+    }
+
+    #[test]
+    fn text_bodies_need_their_type_and_size() {
+        let t = TextBody {
+            content_type: "text/plain; charset=utf-8",
+            max_len: 4,
+        };
+        assert!(t.check("text/plain; charset=utf-8", b"abcd").is_ok());
+        assert!(t.check("text/html; charset=utf-8", b"abcd").is_err());
+        assert!(t.check("text/plain; charset=utf-8", b"abcde").is_err());
+        assert!(t.check("text/plain; charset=utf-8", &[0xff]).is_err());
     }
 
     #[test]

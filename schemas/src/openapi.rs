@@ -8,6 +8,7 @@
 use schemars::generate::SchemaSettings;
 use serde_json::{Map, Value, json};
 
+use crate::codec::Payload;
 use crate::problem::Problem;
 use crate::routes::{Access, ROUTES, Segment, ServedBy, compile, openapi_path};
 
@@ -34,8 +35,15 @@ pub fn document() -> Value {
         let mut responses = Map::new();
         for r in route.responses {
             let mut answer = json!({"description": r.doc});
-            if let Some(body) = r.body {
-                answer["content"] = json!({"application/json": {"schema": (body.schema)(&mut generator)}});
+            match r.body {
+                Some(Payload::Json(body)) => {
+                    answer["content"] = json!({"application/json": {"schema": (body.schema)(&mut generator)}});
+                }
+                Some(Payload::Text(text)) => {
+                    answer["content"] =
+                        json!({ text.content_type: {"schema": {"type": "string", "maxLength": text.max_len}} });
+                }
+                None => {}
             }
             if let ServedBy::Asset { content_type } = route.served_by {
                 answer["content"] = json!({ content_type: {"schema": {"type": "string"}} });

@@ -7,7 +7,7 @@
 
 use std::sync::LazyLock;
 
-use crate::codec::{RequestBody, ResponseBody};
+use crate::codec::{Payload, RequestBody};
 use crate::query::QueryParam;
 use crate::values::{Role, parse_canonical_uuid};
 
@@ -117,8 +117,9 @@ pub enum ServedBy {
 pub struct Response {
     /// The status.
     pub status: u16,
-    /// The body type, or `None` for an empty body.
-    pub body: Option<ResponseBody>,
+    /// The body: JSON of a type, text of a media type, or `None` for an
+    /// empty body.
+    pub body: Option<Payload>,
     /// What it means.
     pub doc: &'static str,
 }

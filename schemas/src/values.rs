@@ -11,6 +11,9 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+mod net;
+pub use net::{Cidr, Ipv4Net, Ipv6Net, WgKey};
+
 /// Why a value was refused; the message is shown to the client.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -293,6 +296,12 @@ id_newtype! {
     AdminId;
     /// An organization.
     OrgId;
+    /// A user of an organization (someone who connects to the VPN).
+    UserId;
+    /// A user's device: one WireGuard key.
+    DeviceId;
+    /// A VPN server: one WireGuard interface and its address pool.
+    ServerId;
 }
 
 /// What an administrator may do. Ordered from most to least privileged only

@@ -7,5 +7,7 @@ mod bad_input;
 mod edge;
 mod flow;
 mod processes;
+mod resource_input;
+mod resources;
 mod throttle;
 mod tls;

@@ -78,7 +78,116 @@ CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 ";
 
-const MIGRATIONS: &[&str] = &[V1];
+/// Version 2: users, devices, VPN servers, their address pools, key links,
+/// settings.
+///
+/// Address allocation never scans a pool: each server keeps the next
+/// never-used host number per family (`next_host4`, `next_host6`), and
+/// released host numbers go to `free_hosts`, which is drawn from first. A
+/// trigger fills `free_hosts` whenever a peer row goes, whatever removed it
+/// (a device, user or org deleted, an org detached), so no code path can
+/// leak an address. `UNIQUE (server_id, address)` is the backstop against a
+/// bug handing one out twice.
+const V2: &str = r"
+CREATE TABLE settings (
+    key   TEXT PRIMARY KEY NOT NULL,
+    value TEXT NOT NULL
+) STRICT;
+
+CREATE TABLE users (
+    id         TEXT PRIMARY KEY NOT NULL,
+    org_id     TEXT NOT NULL REFERENCES orgs (id) ON DELETE CASCADE,
+    name       TEXT NOT NULL,
+    name_key   TEXT NOT NULL,
+    email      TEXT,
+    email_key  TEXT,
+    disabled   INTEGER NOT NULL DEFAULT 0 CHECK (disabled IN (0, 1)),
+    created_at TEXT NOT NULL
+) STRICT;
+CREATE INDEX users_org ON users (org_id, id);
+
+-- private_key_sealed is set only when the server generated the key pair;
+-- it is sealed under the host key, bound to 'device:<id>:private_key'.
+CREATE TABLE devices (
+    id                 TEXT PRIMARY KEY NOT NULL,
+    user_id            TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    name               TEXT NOT NULL,
+    public_key         TEXT NOT NULL UNIQUE,
+    private_key_sealed TEXT,
+    created_at         TEXT NOT NULL
+) STRICT;
+CREATE INDEX devices_user ON devices (user_id, id);
+
+CREATE TABLE servers (
+    id                 TEXT PRIMARY KEY NOT NULL,
+    name               TEXT NOT NULL,
+    name_key           TEXT NOT NULL UNIQUE,
+    network            TEXT NOT NULL,
+    network6           TEXT,
+    port               INTEGER NOT NULL CHECK (port BETWEEN 1 AND 65535),
+    dns                TEXT NOT NULL,
+    routes             TEXT NOT NULL,
+    state              TEXT NOT NULL CHECK (state IN ('stopped', 'running')),
+    public_key         TEXT NOT NULL UNIQUE,
+    private_key_sealed TEXT NOT NULL,
+    next_host4         INTEGER NOT NULL,
+    next_host6         INTEGER NOT NULL,
+    created_at         TEXT NOT NULL
+) STRICT;
+
+CREATE TABLE server_orgs (
+    server_id TEXT NOT NULL REFERENCES servers (id) ON DELETE CASCADE,
+    org_id    TEXT NOT NULL REFERENCES orgs (id) ON DELETE CASCADE,
+    PRIMARY KEY (server_id, org_id)
+) STRICT;
+CREATE INDEX server_orgs_org ON server_orgs (org_id);
+
+-- One row per device on each server its org is attached to: its addresses
+-- (host numbers counted from the network address) and the pair's preshared
+-- key, sealed and bound to 'peer:<server_id>:<device_id>:psk'.
+CREATE TABLE peers (
+    server_id  TEXT NOT NULL REFERENCES servers (id) ON DELETE CASCADE,
+    device_id  TEXT NOT NULL REFERENCES devices (id) ON DELETE CASCADE,
+    host4      INTEGER NOT NULL,
+    address    TEXT NOT NULL,
+    host6      INTEGER,
+    address6   TEXT,
+    psk_sealed TEXT NOT NULL,
+    PRIMARY KEY (server_id, device_id),
+    UNIQUE (server_id, address),
+    UNIQUE (server_id, address6)
+) STRICT;
+CREATE INDEX peers_device ON peers (device_id);
+
+-- No foreign key: rows are written while a server's deletion cascades. The
+-- store deletes a server's rows itself, in the same transaction.
+CREATE TABLE free_hosts (
+    server_id TEXT NOT NULL,
+    family    INTEGER NOT NULL CHECK (family IN (4, 6)),
+    host      INTEGER NOT NULL,
+    PRIMARY KEY (server_id, family, host)
+) STRICT, WITHOUT ROWID;
+
+CREATE TRIGGER peers_release AFTER DELETE ON peers
+BEGIN
+    INSERT OR IGNORE INTO free_hosts (server_id, family, host) VALUES (old.server_id, 4, old.host4);
+    INSERT OR IGNORE INTO free_hosts (server_id, family, host)
+        SELECT old.server_id, 6, old.host6 WHERE old.host6 IS NOT NULL;
+END;
+
+-- Only the SHA-256 of a link's token is stored.
+CREATE TABLE key_links (
+    token_hash TEXT PRIMARY KEY NOT NULL,
+    user_id    TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    created_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL,
+    max_uses   INTEGER NOT NULL CHECK (max_uses BETWEEN 1 AND 100),
+    uses       INTEGER NOT NULL DEFAULT 0
+) STRICT;
+CREATE INDEX key_links_user ON key_links (user_id);
+";
+
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The schema version this build writes.
 pub(super) fn latest() -> i64 {

@@ -13,6 +13,7 @@ mod auth;
 mod orgs;
 mod process;
 mod proof;
+mod resources;
 mod routes;
 mod setup;
 mod support;

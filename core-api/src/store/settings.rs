@@ -1,0 +1,32 @@
+//! Key/value settings. Changing them through the API is another issue;
+//! here they are only read, with defaults for the ones never set.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::StoreError;
+
+/// The address devices reach the servers at (`Endpoint` in profiles).
+pub(super) const PUBLIC_ADDRESS: &str = "public_address";
+
+pub(super) fn get(conn: &Connection, key: &str) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT value FROM settings WHERE key = ?1")?
+        .query_row(params![key], |r| r.get(0))
+        .optional()?)
+}
+
+/// The machine's host name, the default public address until one is set.
+/// Only a name made of DNS characters is used; anything else (or none)
+/// falls back to `localhost`, so a profile never carries odd bytes.
+pub(super) fn default_public_address() -> String {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .unwrap_or_default();
+    let name = name.trim();
+    let tidy = !name.is_empty()
+        && name.len() <= 253
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    if tidy { name.to_owned() } else { "localhost".to_owned() }
+}
