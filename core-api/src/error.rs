@@ -50,6 +50,17 @@ pub enum ApiError {
         /// The field.
         field: &'static str,
     },
+    /// The request conflicts with the state of `field`'s resource.
+    #[error("{field}: {message}")]
+    ConflictWith {
+        /// The field.
+        field: &'static str,
+        /// Why.
+        message: &'static str,
+    },
+    /// The password was right, but the admin has TOTP and no code came.
+    #[error("a TOTP code is needed")]
+    TotpRequired,
     /// Used up.
     #[error("{0}")]
     Gone(&'static str),
@@ -76,6 +87,15 @@ pub enum InternalError {
     /// A handler ran without the context the gate provides.
     #[error("request context missing: the gate did not run")]
     NoContext,
+    /// A sealed secret did not open.
+    #[error("sealed secret")]
+    Seal(#[source] crate::sealed::SealError),
+    /// A value we generated did not fit its own type (a bug).
+    #[error("generated value out of shape")]
+    Generated,
+    /// A QR code could not be made (the text is too long for one).
+    #[error("QR code")]
+    Qr,
     /// A value could not be serialized.
     #[error("serialization")]
     Json(#[source] serde_json::Error),
@@ -88,6 +108,15 @@ impl From<StoreError> for ApiError {
             StoreError::Duplicate { field } => ApiError::Conflict { field },
             StoreError::SetupDone => ApiError::Gone(SETUP_DONE),
             StoreError::WrongSetupToken => ApiError::Unauthenticated("wrong setup token"),
+            StoreError::LastAdmin { field } => ApiError::ConflictWith {
+                field,
+                message: "the last active admin must stay an active admin",
+            },
+            StoreError::NoPendingTotp => ApiError::ConflictWith {
+                field: "code",
+                message: "no TOTP enrolment is pending: start one first",
+            },
+            StoreError::TotpReplay => ApiError::Unauthenticated(WRONG_TOTP),
             other => ApiError::Internal(InternalError::Store(other)),
         }
     }
@@ -98,6 +127,9 @@ impl From<CryptoError> for ApiError {
         ApiError::Internal(InternalError::Crypto(e))
     }
 }
+
+/// The detail of a 401 for a wrong or reused TOTP code.
+pub(crate) const WRONG_TOTP: &str = "wrong or already used TOTP code";
 
 /// The detail of a 410 from setup.
 pub(crate) const SETUP_DONE: &str = "setup has already been done";
@@ -134,6 +166,19 @@ impl ApiError {
             ApiError::Conflict { field } => {
                 let mut p = Problem::new(Kind::Conflict, self.to_string());
                 p.errors = vec![FieldError::new(*field, "is already taken")];
+                p
+            }
+            ApiError::ConflictWith { field, message } => {
+                let mut p = Problem::new(Kind::Conflict, self.to_string());
+                p.errors = vec![FieldError::new(*field, *message)];
+                p
+            }
+            ApiError::TotpRequired => {
+                let mut p = Problem::new(Kind::Unauthenticated, self.to_string());
+                p.errors = vec![FieldError::new(
+                    "totp_code",
+                    "is required: this admin signs in with a TOTP code",
+                )];
                 p
             }
             ApiError::Gone(detail) => Problem::new(Kind::Gone, *detail),

@@ -8,7 +8,7 @@
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use schemas::codec::decode_request;
 use serde::de::DeserializeOwned;
 use validator::Validate;
@@ -17,11 +17,13 @@ use crate::error::ApiError;
 use crate::gate;
 use crate::state::AppState;
 
+mod admins;
 mod audit_log;
 mod orgs;
 mod session;
 mod setup;
 mod system;
+mod tokens;
 
 /// The largest body the core reads. The edge holds each route to its own,
 /// smaller limit; this only bounds what a misbehaving peer can make us buffer.
@@ -54,6 +56,16 @@ fn routes(state: AppState) -> Router {
             get(orgs::get).patch(orgs::update).delete(orgs::delete),
         )
         .route("/api/v1/audit", get(audit_log::list))
+        .route("/api/v1/audit/verify", get(audit_log::verify))
+        .route("/api/v1/admins", get(admins::list).post(admins::create))
+        .route(
+            "/api/v1/admins/{id}",
+            get(admins::get).patch(admins::update).delete(admins::delete),
+        )
+        .route("/api/v1/admins/{id}/totp", post(admins::totp_enrol))
+        .route("/api/v1/admins/{id}/totp/confirm", post(admins::totp_confirm))
+        .route("/api/v1/tokens", get(tokens::list).post(tokens::create))
+        .route("/api/v1/tokens/{id}", delete(tokens::delete))
         .fallback(|| async { ApiError::NoRoute })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
