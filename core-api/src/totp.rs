@@ -41,6 +41,11 @@ pub fn base32(seed: &[u8]) -> String {
     BASE32_NOPAD.encode(seed)
 }
 
+/// A base32 seed back to bytes (clients and tests).
+pub fn from_base32(text: &str) -> Option<Vec<u8>> {
+    BASE32_NOPAD.decode(text.as_bytes()).ok()
+}
+
 /// The time step `now` falls in.
 pub fn step_of(now: Timestamp) -> i64 {
     now.as_second().div_euclid(STEP_SECS)
@@ -185,5 +190,6 @@ mod tests {
         let svg = qr_svg(&uri).unwrap();
         assert!(svg.contains("<svg"), "{svg}");
         assert_eq!(base32(&new_seed()).len(), 32);
+        assert_eq!(from_base32(&base32(RFC_SEED)).unwrap(), RFC_SEED);
     }
 }
