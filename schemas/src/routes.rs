@@ -11,6 +11,7 @@ use crate::codec::{RequestBody, ResponseBody};
 use crate::query::QueryParam;
 use crate::values::{Role, parse_canonical_uuid};
 
+pub mod matrix;
 mod table;
 pub use table::ROUTES;
 
