@@ -235,3 +235,63 @@ async fn every_route_enforces_its_access_for_every_role() {
     }
     assert!(failures.is_empty(), "roles matrix broken:\n{}", failures.join("\n"));
 }
+
+/// `SelfOrAdmin` routes: every role may use them on itself with a session,
+/// not on another admin (unless it is an admin), and never on itself with
+/// an API token for a change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn self_service_is_for_oneself_with_a_session() {
+    let rampart = Rampart::start().await;
+    let admin = Session::admin(&rampart).await;
+    let other = admin.create_admin("someone", "admin").await;
+    let self_routes: Vec<&Route> = ROUTES.iter().filter(|r| r.access == Access::SelfOrAdmin).collect();
+    assert!(!self_routes.is_empty());
+
+    for role in Role::ALL {
+        let name = format!("self{}", role.as_str());
+        let id = admin.create_admin(&name, role.as_str()).await;
+        let me = Session::login(&rampart, &name, PASSWORD).await;
+        let token = me.mint_token("self", role.as_str()).await;
+        let bearer = Bearer::new(&rampart, token["token"].as_str().unwrap());
+        for route in &self_routes {
+            let body = match route.operation {
+                "admins.update" => Some(json!({"password": PASSWORD, "current_password": PASSWORD})),
+                "admins.totp_confirm" => Some(json!({"code": "000000"})),
+                _ => None,
+            };
+            let on = |target: &str| Sample {
+                params: vec![("id", target.to_owned())],
+                body: body.clone(),
+            };
+            let mine = on(&id);
+            let (status, text) = send(me.request(method(route), &fill(route, &mine)), &mine).await;
+            assert!(
+                status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN,
+                "{} on itself as {}: {status} {text}",
+                route.operation,
+                role.as_str()
+            );
+            let theirs = on(&other);
+            let (status, text) = send(me.request(method(route), &fill(route, &theirs)), &theirs).await;
+            let expected_forbidden = !route.access.allows(role);
+            assert_eq!(
+                status == StatusCode::FORBIDDEN,
+                expected_forbidden,
+                "{} on another as {}: {status} {text}",
+                route.operation,
+                role.as_str()
+            );
+            let (status, text) = send(bearer.request(method(route), &fill(route, &mine)), &mine).await;
+            if route.method.is_mutation() {
+                assert_eq!(
+                    status,
+                    StatusCode::FORBIDDEN,
+                    "{} by token on itself: {text}",
+                    route.operation
+                );
+            } else {
+                assert_eq!(status, StatusCode::OK, "{} by token on itself: {text}", route.operation);
+            }
+        }
+    }
+}
