@@ -105,3 +105,56 @@ pub fn export(args: &AuditArgs, output: Option<&Path>, is_root: bool, stdout: &m
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn record(action: &str) -> core_api::audit::AuditRecord {
+        core_api::audit::AuditRecord {
+            time: jiff::Timestamp::UNIX_EPOCH,
+            actor: "system".into(),
+            client_addr: None,
+            request_id: None,
+            action: action.into(),
+            target: None,
+            outcome: schemas::api::Outcome::Success,
+            detail: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn verify_and_export_read_the_database_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = AuditArgs {
+            data_dir: Some(dir.path().to_owned()),
+        };
+        let err = verify(&args, false, &mut Vec::new()).unwrap_err();
+        assert!(err.to_string().contains("no database"), "{err}");
+
+        let store = core_api::store::Store::open(core_api::database_path(dir.path()))
+            .await
+            .unwrap();
+        for action in ["a", "b", "c"] {
+            store.append_audit(record(action)).await.unwrap();
+        }
+        let mut out = Vec::new();
+        assert_eq!(verify(&args, false, &mut out).unwrap(), Verdict::Intact);
+        assert!(String::from_utf8(out).unwrap().contains("3 entries"));
+
+        let mut out = Vec::new();
+        assert_eq!(export(&args, None, false, &mut out).unwrap(), 3);
+        let text = String::from_utf8(out).unwrap();
+        let actions: Vec<String> = text
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["action"].to_string())
+            .collect();
+        assert_eq!(actions, ["\"a\"", "\"b\"", "\"c\""]);
+
+        let file = dir.path().join("out.jsonl");
+        assert_eq!(export(&args, Some(&file), false, &mut Vec::new()).unwrap(), 3);
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+}
