@@ -62,7 +62,10 @@ fn routes(state: AppState) -> Router {
             "/api/v1/admins/{id}",
             get(admins::get).patch(admins::update).delete(admins::delete),
         )
-        .route("/api/v1/admins/{id}/totp", post(admins::totp_enrol))
+        .route(
+            "/api/v1/admins/{id}/totp",
+            post(admins::totp_enrol).delete(admins::totp_reset),
+        )
         .route("/api/v1/admins/{id}/totp/confirm", post(admins::totp_confirm))
         .route("/api/v1/tokens", get(tokens::list).post(tokens::create))
         .route("/api/v1/tokens/{id}", delete(tokens::delete))

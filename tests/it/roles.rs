@@ -98,7 +98,7 @@ async fn sample(w: &World, operation: &str, role: Role) -> Option<Sample> {
         "audit.list" | "audit.verify" => Sample::none(),
         "admins.list" => Sample::none(),
         "admins.create" => Sample::body(json!({"username": w.unique("new"), "password": PASSWORD, "role": "operator"})),
-        "admins.get" | "admins.delete" | "admins.totp_enrol" => Sample::id(w.other_admin().await),
+        "admins.get" | "admins.delete" | "admins.totp_enrol" | "admins.totp_reset" => Sample::id(w.other_admin().await),
         "admins.update" => Sample::id_body(w.other_admin().await, json!({"role": "auditor"})),
         "admins.totp_confirm" => {
             let id = w.other_admin().await;

@@ -94,6 +94,15 @@ async fn totp_enrolment_sign_in_replay_and_secrets_at_rest() {
         .collect();
     assert!(denied.iter().any(|e| e["detail"] == "wrong TOTP code"), "{audit}");
 
+    // Only an admin removes TOTP (a lost authenticator); then the password suffices.
+    assert_eq!(
+        fresh.call(Method::DELETE, &format!("/api/v1/admins/{me}/totp")).await,
+        StatusCode::NO_CONTENT
+    );
+    let (_, me_now) = fresh.get(&format!("/api/v1/admins/{me}")).await;
+    assert_eq!(me_now["totp_enabled"], false);
+    assert_eq!(api::login_raw(&rampart, ADMIN, PASSWORD).await.status(), StatusCode::OK);
+
     // The seed is on disk only sealed: neither its base32 nor its bytes
     // appear in the database or its write-ahead log.
     let core = rampart.data_dir.join("core");

@@ -199,6 +199,19 @@ pub(super) async fn totp_enrol(
     Ok(response)
 }
 
+pub(super) async fn totp_reset(
+    State(state): State<AppState>,
+    ctx: RequestCtx,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    ctx.set_target(target(&id));
+    let id = admin_id(&id)?;
+    let record = ctx.record(state.clock().now(), Outcome::Success, None);
+    state.store().reset_totp(id, record).await?;
+    ctx.mark_written();
+    Ok(StatusCode::NO_CONTENT)
+}
+
 pub(super) async fn totp_confirm(
     State(state): State<AppState>,
     ctx: RequestCtx,

@@ -246,6 +246,24 @@ impl Store {
             .await
     }
 
+    /// Removes an admin's TOTP, active and pending, and audits.
+    pub async fn reset_totp(&self, id: AdminId, record: AuditRecord) -> Result<(), StoreError> {
+        self.db
+            .write(move |tx| {
+                // The replay floor goes too: it counted steps of the old seed.
+                let changed = tx.execute(
+                    "UPDATE admins SET totp_sealed = NULL, totp_pending_sealed = NULL, totp_last_step = NULL
+                     WHERE id = ?1",
+                    params![id.to_string()],
+                )?;
+                if changed == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                audit::append(tx, &record)
+            })
+            .await
+    }
+
     /// Makes the pending seed `pending` (as read when the code was checked)
     /// the active one, with `step` as the last accepted step, and audits.
     pub async fn confirm_totp(

@@ -373,6 +373,18 @@ pub static ROUTES: &[Route] = &[
         summary: "Start TOTP enrolment",
     },
     Route {
+        operation: "admins.totp_reset",
+        method: Method::Delete,
+        path: "/api/v1/admins/{id:uuid}/totp",
+        access: Access::AdminOnly,
+        query: &[],
+        body: None,
+        body_limit: 0,
+        responses: NO_CONTENT,
+        served_by: ServedBy::Core,
+        summary: "Remove an admin's TOTP (a lost authenticator); sign-in needs the password only until re-enrolled",
+    },
+    Route {
         operation: "admins.totp_confirm",
         method: Method::Post,
         path: "/api/v1/admins/{id:uuid}/totp/confirm",
