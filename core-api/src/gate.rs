@@ -6,8 +6,9 @@
 //! the `schemas` route table, which also names the access rule; the session
 //! or API token (401); the CSRF header on state changes made with a session
 //! (403); the route's access rule for the caller's role, and for
-//! `SelfOrAdmin` routes whether the path's `{id}` is the caller (403). The handler then runs with a
-//! [`RequestCtx`] and [`crate::context::Caller`] in its extensions.
+//! `SelfOrAdmin` routes whether the path's `{id}` is the caller (403). The
+//! handler then runs with a [`RequestCtx`] and [`crate::context::Caller`] in
+//! its extensions.
 //!
 //! Afterwards, a state-changing request whose handler did not write its
 //! audit entry (because something refused or failed) gets one here, and
