@@ -217,6 +217,26 @@ async fn bad_input_on_admin_and_token_routes() {
         assert!(fields(&body).contains(&field), "{method} {path}: {body}");
     }
 
+    // Query parameters are typed too, and unknown ones refused.
+    for (path, field) in [
+        ("/api/v1/admins?limit=0", "query.limit"),
+        ("/api/v1/tokens?limit=9999", "query.limit"),
+        ("/api/v1/tokens?owner=me", "query.owner"),
+        ("/api/v1/audit/verify?deep=1", "query.deep"),
+    ] {
+        let (status, body) = s.get(path).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
+        assert!(fields(&body).contains(&field), "{path}: {body}");
+    }
+    assert_eq!(
+        s.call(Method::DELETE, "/api/v1/admins/123/totp").await,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        s.call(Method::DELETE, "/api/v1/admins/123").await,
+        StatusCode::NOT_FOUND
+    );
+
     for path in [
         "/api/v1/admins/123",
         "/api/v1/admins/not-a-uuid/totp",
