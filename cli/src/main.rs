@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use rampart_cli::audit::{self, AuditCommand, Verdict};
 use rampart_cli::serve::{self, ServeArgs, ServeConfig};
 use rampart_cli::supervisor::{self, ChildSpec, Ending, Supervised};
 use tracing_subscriber::EnvFilter;
@@ -24,6 +25,9 @@ struct Cli {
 enum Command {
     /// Run Rampart: the core and the edge, supervised.
     Serve(ServeArgs),
+    /// Check or export the audit log, offline, from the database file.
+    #[command(subcommand)]
+    Audit(AuditCommand),
 }
 
 fn main() -> ExitCode {
@@ -33,9 +37,30 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    let is_root = rustix::process::geteuid().is_root();
     match cli.command {
+        Command::Audit(AuditCommand::Verify(args)) => match audit::verify(&args, is_root, &mut std::io::stdout()) {
+            Ok(Verdict::Intact) => ExitCode::SUCCESS,
+            Ok(Verdict::Broken) => ExitCode::FAILURE,
+            Err(e) => {
+                tracing::error!("{e:#}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Audit(AuditCommand::Export { args, output }) => {
+            match audit::export(&args, output.as_deref(), is_root, &mut std::io::stdout()) {
+                Ok(n) => {
+                    tracing::info!(entries = n, "audit log exported");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Serve(args) => {
-            let config = match args.resolve(rustix::process::geteuid().is_root()) {
+            let config = match args.resolve(is_root) {
                 Ok(config) => config,
                 Err(e) => {
                     tracing::error!("{e}");

@@ -92,6 +92,16 @@ pub fn verify_chain(db_path: &Path) -> Result<AuditVerify, StoreError> {
     store::verify_chain_file(db_path)
 }
 
+/// Writes every entry of the database at `db_path` to `out` as JSON lines,
+/// one [`schemas::api::AuditEntry`] per line, in chain order; answers how
+/// many. Like [`verify_chain`], it opens the file read-only.
+pub fn export_chain(db_path: &Path, out: &mut dyn std::io::Write) -> Result<u64, StoreError> {
+    store::export_file(db_path, |entry| {
+        let line = serde_json::to_string(&entry).map_err(|e| StoreError::Export(std::io::Error::other(e)))?;
+        writeln!(out, "{line}").map_err(StoreError::Export)
+    })
+}
+
 /// Walks entries in id order and reports the first one that does not fit.
 /// `entries` counts every entry, including those after a break.
 #[derive(Debug)]

@@ -5,13 +5,19 @@
 //! holds only its SHA-256, so a leaked database does not leak sessions. The
 //! CSRF token is a second random token, returned by login and required in
 //! `X-CSRF-Token` on every state change, compared by digest in constant time.
+//!
+//! An API token (`Authorization: Bearer rpt_…`) is looked up by its SHA-256
+//! too. It needs no CSRF header: a browser never attaches it on its own. It
+//! works while it has not expired, its creator is enabled, and its role is
+//! still within its creator's (a demoted creator's admin token stops).
 
 use axum::http::{HeaderMap, HeaderValue, header};
 use jiff::SignedDuration;
 use schemas::routes::{Access, Route};
+use schemas::values::ApiToken;
 use schemas::wire;
 
-use crate::context::Caller;
+use crate::context::{Caller, Credential};
 use crate::crypto::{digest_eq, sha256_hex};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -67,11 +73,42 @@ fn cookie_token(headers: &HeaderMap) -> Option<&str> {
         .map(|(_, value)| value)
 }
 
-/// A signed-in caller and the digest of their session's CSRF token.
+/// A signed-in caller and the digest of their session's CSRF token (none
+/// for an API token).
 #[derive(Debug)]
 pub(crate) struct Authenticated {
     pub(crate) caller: Caller,
-    csrf_hash: String,
+    csrf_hash: Option<String>,
+}
+
+/// The token of an `Authorization: Bearer` header, if it has that form.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+const BAD_TOKEN: &str = "this credential is not valid";
+
+async fn authenticate_token(state: &AppState, headers: &HeaderMap) -> Result<Authenticated, ApiError> {
+    let token = bearer(headers)
+        .and_then(|t| t.parse::<ApiToken>().ok())
+        .ok_or(ApiError::Unauthenticated(BAD_TOKEN))?;
+    let found = state.store().token_auth(&sha256_hex(token.as_str())).await?;
+    let now = state.clock().now();
+    match found {
+        Some(t) if t.expires_at > now && !t.admin_disabled && t.admin.role.covers(t.role) => Ok(Authenticated {
+            caller: Caller {
+                admin: schemas::api::Admin {
+                    role: t.role,
+                    ..t.admin
+                },
+                credential: Credential::Token { id: t.id },
+            },
+            csrf_hash: None,
+        }),
+        _ => Err(ApiError::Unauthenticated(BAD_TOKEN)),
+    }
 }
 
 /// The caller of a non-public route, or why there is none. Public routes
@@ -85,9 +122,9 @@ pub(crate) async fn authenticate(
         return Ok(None);
     }
     if headers.contains_key(header::AUTHORIZATION) {
-        // API tokens come with their own issue; until then no bearer
-        // credential is valid, and none is silently ignored either.
-        return Err(ApiError::Unauthenticated("this credential is not valid"));
+        // A bearer credential is never ignored in favour of a cookie: a
+        // wrong one is a 401 even with a valid session beside it.
+        return authenticate_token(state, headers).await.map(Some);
     }
     let Some(token) = cookie_token(headers) else {
         return Err(ApiError::Unauthenticated("sign in first"));
@@ -99,9 +136,9 @@ pub(crate) async fn authenticate(
         Some(s) if s.expires_at > now && !s.admin_disabled => Ok(Some(Authenticated {
             caller: Caller {
                 admin: s.admin,
-                session_hash: token_hash,
+                credential: Credential::Session { hash: token_hash },
             },
-            csrf_hash: s.csrf_hash,
+            csrf_hash: Some(s.csrf_hash),
         })),
         _ => Err(ApiError::Unauthenticated("the session is invalid or has expired")),
     }
@@ -111,9 +148,12 @@ impl Authenticated {
     /// The CSRF check for a state change: the header's digest must equal the
     /// session's, compared in constant time.
     pub(crate) fn check_csrf(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        let Some(expected) = &self.csrf_hash else {
+            return Ok(());
+        };
         let given = headers.get(wire::CSRF).and_then(|v| v.to_str().ok());
         match given {
-            Some(token) if digest_eq(&self.csrf_hash, &sha256_hex(token)) => Ok(()),
+            Some(token) if digest_eq(expected, &sha256_hex(token)) => Ok(()),
             _ => Err(ApiError::Forbidden("missing or wrong X-CSRF-Token header")),
         }
     }
@@ -145,6 +185,15 @@ mod tests {
         );
         assert_eq!(cookie_token(&headers), Some("tok"));
         assert_eq!(cookie_token(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("bearer rpt_x"));
+        assert_eq!(bearer(&headers), Some("rpt_x"));
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
+        assert_eq!(bearer(&headers), None);
     }
 
     #[test]

@@ -15,6 +15,7 @@ use axum::http::request::Parts;
 use jiff::Timestamp;
 use schemas::api::{Admin, Outcome};
 use schemas::routes::Route;
+use schemas::values::TokenId;
 
 use crate::audit::AuditRecord;
 use crate::error::{ApiError, InternalError};
@@ -124,17 +125,39 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestCtx {
     }
 }
 
-/// The signed-in admin making the request.
+/// How the caller proved who it is.
+#[derive(Debug, Clone)]
+pub(crate) enum Credential {
+    /// A session cookie; the digest of its token, to end the session.
+    Session { hash: String },
+    /// An API token.
+    Token { id: TokenId },
+}
+
+/// The signed-in admin (or API token) making the request.
 #[derive(Debug, Clone)]
 pub(crate) struct Caller {
+    /// The admin; for an API token its creator, with the token's role:
+    /// that role is what every check uses.
     pub(crate) admin: Admin,
-    /// Digest of the session cookie's token, to end the session.
-    pub(crate) session_hash: String,
+    pub(crate) credential: Credential,
 }
 
 impl Caller {
+    /// `admin:<username>` for a session, `token:<id>` for an API token.
     pub(crate) fn actor(&self) -> String {
-        actor_for(&self.admin)
+        match &self.credential {
+            Credential::Session { .. } => actor_for(&self.admin),
+            Credential::Token { id } => format!("token:{id}"),
+        }
+    }
+
+    /// The session's digest, when signed in with a session.
+    pub(crate) fn session_hash(&self) -> Option<&str> {
+        match &self.credential {
+            Credential::Session { hash } => Some(hash),
+            Credential::Token { .. } => None,
+        }
     }
 }
 

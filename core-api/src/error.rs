@@ -50,14 +50,17 @@ pub enum ApiError {
         /// The field.
         field: &'static str,
     },
-    /// The change conflicts with the state of things; the message says how.
-    #[error("{message}")]
-    Refused {
-        /// The field it is about.
+    /// The request conflicts with the state of `field`'s resource.
+    #[error("{field}: {message}")]
+    ConflictWith {
+        /// The field.
         field: &'static str,
-        /// What to tell the client.
+        /// Why.
         message: &'static str,
     },
+    /// The password was right, but the admin has TOTP and no code came.
+    #[error("a TOTP code is needed")]
+    TotpRequired,
     /// Used up.
     #[error("{0}")]
     Gone(&'static str),
@@ -87,6 +90,12 @@ pub enum InternalError {
     /// A QR code could not be drawn.
     #[error("qr")]
     Qr(#[source] crate::profile::QrError),
+    /// A sealed secret did not open.
+    #[error("sealed secret")]
+    Seal(#[source] crate::sealed::SealError),
+    /// A value we generated did not fit its own type (a bug).
+    #[error("generated value out of shape")]
+    Generated,
     /// A value could not be serialized.
     #[error("serialization")]
     Json(#[source] serde_json::Error),
@@ -99,8 +108,17 @@ impl From<StoreError> for ApiError {
             StoreError::Duplicate { field } => ApiError::Conflict { field },
             StoreError::SetupDone => ApiError::Gone(SETUP_DONE),
             StoreError::WrongSetupToken => ApiError::Unauthenticated("wrong setup token"),
-            StoreError::Conflict { field, message } => ApiError::Refused { field, message },
+            StoreError::Conflict { field, message } => ApiError::ConflictWith { field, message },
             StoreError::Gone(detail) => ApiError::Gone(detail),
+            StoreError::LastAdmin { field } => ApiError::ConflictWith {
+                field,
+                message: "the last active admin must stay an active admin",
+            },
+            StoreError::NoPendingTotp => ApiError::ConflictWith {
+                field: "code",
+                message: "no TOTP enrolment is pending: start one first",
+            },
+            StoreError::TotpReplay => ApiError::Unauthenticated(WRONG_TOTP),
             other => ApiError::Internal(InternalError::Store(other)),
         }
     }
@@ -111,6 +129,9 @@ impl From<CryptoError> for ApiError {
         ApiError::Internal(InternalError::Crypto(e))
     }
 }
+
+/// The detail of a 401 for a wrong or reused TOTP code.
+pub(crate) const WRONG_TOTP: &str = "wrong or already used TOTP code";
 
 /// The detail of a 410 from setup.
 pub(crate) const SETUP_DONE: &str = "setup has already been done";
@@ -149,9 +170,17 @@ impl ApiError {
                 p.errors = vec![FieldError::new(*field, "is already taken")];
                 p
             }
-            ApiError::Refused { field, message } => {
+            ApiError::ConflictWith { field, message } => {
                 let mut p = Problem::new(Kind::Conflict, *message);
                 p.errors = vec![FieldError::new(*field, *message)];
+                p
+            }
+            ApiError::TotpRequired => {
+                let mut p = Problem::new(Kind::Unauthenticated, self.to_string());
+                p.errors = vec![FieldError::new(
+                    "totp_code",
+                    "is required: this admin signs in with a TOTP code",
+                )];
                 p
             }
             ApiError::Gone(detail) => Problem::new(Kind::Gone, *detail),

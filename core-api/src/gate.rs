@@ -4,9 +4,11 @@
 //! origin proof (401, logged, not audited: without the proof it is not a
 //! request of the API but a local process knocking); the route, looked up in
 //! the `schemas` route table, which also names the access rule; the session
-//! (401); the CSRF header on state changes (403); the route's access rule
-//! for the caller's role (403). The handler then runs with a
-//! [`RequestCtx`] and [`crate::context::Caller`] in its extensions.
+//! or API token (401); the CSRF header on state changes made with a session
+//! (403); the route's access rule for the caller's role, and for
+//! `SelfOrAdmin` routes whether the path's `{id}` is the caller (403). The
+//! handler then runs with a [`RequestCtx`] and [`crate::context::Caller`] in
+//! its extensions.
 //!
 //! Afterwards, a state-changing request whose handler did not write its
 //! audit entry (because something refused or failed) gets one here, and
@@ -22,12 +24,12 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use schemas::api::Outcome;
 use schemas::problem::{self, Problem};
-use schemas::routes::{Match, Method, Route, match_route};
+use schemas::routes::{Access, Match, Method, Route, match_route};
 use schemas::wire;
 use tracing::Instrument;
 
 use crate::auth;
-use crate::context::RequestCtx;
+use crate::context::{Credential, RequestCtx};
 use crate::error::{ApiError, Chain, ProblemSent, kind_for};
 use crate::state::AppState;
 
@@ -112,7 +114,7 @@ async fn pass(state: &AppState, req: Request, next: Next, request_id: String, cl
     let ctx = RequestCtx::new(request_id, client, route, action);
 
     let result = match found {
-        Match::Found { route, .. } => admit(state, route, &ctx, req, next).await,
+        Match::Found { route, params, .. } => admit(state, route, &params, &ctx, req, next).await,
         Match::MethodNotAllowed { allow } => {
             ctx.set_target(truncated_path(&req));
             Err(ApiError::MethodNotAllowed { allow })
@@ -140,6 +142,7 @@ fn truncated_path(req: &Request) -> String {
 async fn admit(
     state: &AppState,
     route: &'static Route,
+    params: &[(&'static str, String)],
     ctx: &RequestCtx,
     mut req: Request,
     next: Next,
@@ -149,8 +152,19 @@ async fn admit(
         if route.method.is_mutation() {
             auth.check_csrf(req.headers())?;
         }
-        if !route.access.allows(auth.caller.admin.role) {
+        // The matcher canonicalised the id, so text equality is id equality.
+        let own_id = auth.caller.admin.id.to_string();
+        let is_self = params.iter().any(|(name, value)| *name == "id" && *value == own_id);
+        if !route.access.allows_on(auth.caller.admin.role, is_self) {
             return Err(ApiError::Forbidden("your role does not allow this"));
+        }
+        let self_service = route.access == Access::SelfOrAdmin && is_self && route.method.is_mutation();
+        if self_service && matches!(auth.caller.credential, Credential::Token { .. }) {
+            // A leaked token must not be able to change its creator's
+            // password or TOTP and so lock the owner out.
+            return Err(ApiError::Forbidden(
+                "changing your own credentials needs a signed-in session, not an API token",
+            ));
         }
         req.extensions_mut().insert(auth.caller);
     }

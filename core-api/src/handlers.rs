@@ -10,7 +10,7 @@ use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use schemas::codec::decode_request;
 use serde::de::DeserializeOwned;
 use validator::Validate;
@@ -19,6 +19,7 @@ use crate::error::ApiError;
 use crate::gate;
 use crate::state::AppState;
 
+mod admins;
 mod audit_log;
 mod devices;
 mod keylink;
@@ -27,6 +28,7 @@ mod servers;
 mod session;
 mod setup;
 mod system;
+mod tokens;
 mod users;
 
 /// The largest body the core reads. The edge holds each route to its own,
@@ -82,6 +84,19 @@ fn routes(state: AppState) -> Router {
             put(servers::attach).delete(servers::detach),
         )
         .route("/api/v1/audit", get(audit_log::list))
+        .route("/api/v1/audit/verify", get(audit_log::verify))
+        .route("/api/v1/admins", get(admins::list).post(admins::create))
+        .route(
+            "/api/v1/admins/{id}",
+            get(admins::get).patch(admins::update).delete(admins::delete),
+        )
+        .route(
+            "/api/v1/admins/{id}/totp",
+            post(admins::totp_enrol).delete(admins::totp_reset),
+        )
+        .route("/api/v1/admins/{id}/totp/confirm", post(admins::totp_confirm))
+        .route("/api/v1/tokens", get(tokens::list).post(tokens::create))
+        .route("/api/v1/tokens/{id}", delete(tokens::delete))
         .fallback(|| async { ApiError::NoRoute })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)

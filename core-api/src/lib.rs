@@ -22,6 +22,8 @@
 //!   the first-admin token file.
 //! - [`store`]: all SQL, behind plain async methods; [`audit`]: the hash
 //!   chain and [`verify_chain`], which also works offline on a database file.
+//! - [`totp`]: RFC 6238 codes, the replay-aware check, `otpauth://` URIs
+//!   and QR codes.
 //! - [`sealed`]: secrets at rest, sealed under the host key;
 //!   [`keys`]: WireGuard key pairs and preshared keys;
 //!   [`crypto`]: tokens, digests, argon2id; [`secret`]: the origin secret;
@@ -46,11 +48,12 @@ mod setup_token;
 pub mod shutdown;
 pub mod state;
 pub mod store;
+pub mod totp;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-pub use audit::verify_chain;
+pub use audit::{export_chain, verify_chain};
 pub use clock::Clock;
 pub use error::ApiError;
 pub use handlers::router;

@@ -14,6 +14,9 @@
 //!   running closures on them on blocking threads.
 //! - `migrations`: the versioned schema.
 //! - `accounts`: admins, the setup row, sessions and the login throttle.
+//! - `admins`: managing admins (list, change, delete, the last-admin rule)
+//!   and their TOTP state.
+//! - `tokens`: API tokens.
 //! - `orgs`: organizations.
 //! - `users`: users, devices and key links; `servers`: VPN servers and
 //!   attached organizations; `pool`: their static addresses;
@@ -31,6 +34,7 @@ use schemas::values::{AdminId, Name, OrgId};
 use crate::audit::AuditRecord;
 
 mod accounts;
+mod admins;
 mod audit;
 mod conn;
 mod migrations;
@@ -39,7 +43,11 @@ mod pool;
 mod resources;
 mod servers;
 mod settings;
+mod tokens;
 mod users;
+
+pub use admins::{AdminChange, TotpState};
+pub use tokens::{NewToken, TokenAuth};
 
 use conn::Db;
 pub use resources::{NewDevice, NewLink, NewServer, PeerProfile, ServerQuery, UserQuery};
@@ -119,6 +127,21 @@ pub enum StoreError {
     /// A sealed secret does not open under the host key.
     #[error("sealed secret")]
     Seal(#[from] crate::sealed::SealError),
+    /// The change would leave no active admin; `field` is what would do it.
+    #[error("{field}: the last active admin must stay an active admin")]
+    LastAdmin {
+        /// `role`, `disabled` or `id` (for a deletion).
+        field: &'static str,
+    },
+    /// A TOTP code for a time step at or before the last accepted one.
+    #[error("TOTP code already used")]
+    TotpReplay,
+    /// Writing an exported entry failed.
+    #[error("cannot write the export")]
+    Export(#[source] std::io::Error),
+    /// Confirming TOTP without a pending enrolment (or a different one).
+    #[error("no TOTP enrolment is pending")]
+    NoPendingTotp,
 }
 
 /// An admin as login needs it.
@@ -130,6 +153,8 @@ pub struct AdminCredentials {
     pub password_hash: String,
     /// Disabled admins cannot sign in.
     pub disabled: bool,
+    /// The active TOTP seed, sealed, when enrolled.
+    pub totp_sealed: Option<String>,
 }
 
 /// An admin to create.
@@ -330,15 +355,22 @@ impl Store {
 
     /// Clears the throttle, drops expired sessions, stores the new session
     /// and audits.
+    /// `totp_step` is the time step of the accepted TOTP code; it must be
+    /// later than the last one accepted (checked here, inside the write
+    /// transaction, so two logins racing with one code cannot both pass).
     pub async fn login_succeeded(
         &self,
         username: &str,
         session: NewSession,
+        totp_step: Option<i64>,
         record: AuditRecord,
     ) -> Result<(), StoreError> {
         let username = username.to_owned();
         self.db
             .write(move |tx| {
+                if let Some(step) = totp_step {
+                    admins::accept_totp_step(tx, session.admin_id, step)?;
+                }
                 accounts::clear_throttle(tx, &username)?;
                 accounts::insert_session(tx, &session)?;
                 audit::append(tx, &record)
@@ -430,6 +462,16 @@ impl Store {
 pub(crate) fn verify_chain_file(path: &Path) -> Result<AuditVerify, StoreError> {
     let conn = conn::open_reader(path)?;
     audit::verify(&conn)
+}
+
+/// [`crate::audit::export_chain`]: every entry of the database at `path`, in
+/// chain order, to `each`; opened read-only, without migrating.
+pub(crate) fn export_file(
+    path: &Path,
+    each: impl FnMut(AuditEntry) -> Result<(), StoreError>,
+) -> Result<u64, StoreError> {
+    let conn = conn::open_reader(path)?;
+    audit::for_each(&conn, each)
 }
 
 /// Timestamps are stored as RFC 3339 UTC text with exactly six fractional

@@ -22,7 +22,9 @@ pub use users::{
     UserCreate, UserPage, UserPatch,
 };
 
-use crate::values::{AdminId, LoginPassword, Name, OrgId, Password, Role, Token, TotpCode, Username};
+use crate::values::{
+    AdminId, ApiToken, LoginPassword, Name, OrgId, Password, Role, Token, TokenId, TotpCode, Username,
+};
 
 /// A schema-level rule's error that names the field it is about.
 fn field_error(field: &'static str, code: &'static str, message: &'static str) -> ValidationError {
@@ -65,6 +67,161 @@ pub struct Admin {
     pub username: Username,
     /// What the admin may do.
     pub role: Role,
+}
+
+/// An administrator with the state an admin needs to manage them.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdminDetail {
+    /// The admin's id.
+    pub id: AdminId,
+    /// The login name.
+    pub username: Username,
+    /// What the admin may do.
+    pub role: Role,
+    /// Disabled admins cannot sign in; their sessions and tokens are gone.
+    pub disabled: bool,
+    /// Whether sign-in requires a TOTP code.
+    pub totp_enabled: bool,
+    /// When the admin was created.
+    pub created_at: Timestamp,
+}
+
+/// `POST /api/v1/admins`.
+#[derive(Debug, Clone, Serialize, Deserialize, Validate, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[validate(schema(function = "admin_password_differs"))]
+pub struct AdminCreate {
+    /// The login name, unique.
+    pub username: Username,
+    /// The initial password.
+    pub password: Password,
+    /// What the admin may do.
+    pub role: Role,
+}
+
+fn admin_password_differs(req: &AdminCreate) -> Result<(), ValidationError> {
+    if req.password.expose().to_lowercase().contains(req.username.as_str()) {
+        return Err(field_error(
+            "password",
+            "contains_username",
+            "must not contain the username",
+        ));
+    }
+    Ok(())
+}
+
+/// `PATCH /api/v1/admins/{id}`: the fields to change. Any role may change
+/// its own password (with `current_password`); everything else, and other
+/// admins, need the `admin` role.
+#[derive(Debug, Clone, Serialize, Deserialize, Validate, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[validate(schema(function = "admin_patch_rules"))]
+pub struct AdminPatch {
+    /// A new role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+    /// A new password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<Password>,
+    /// The caller's current password: required to change one's own password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_password: Option<LoginPassword>,
+    /// Disable (sign-in refused, sessions and tokens ended) or enable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled: Option<bool>,
+}
+
+fn admin_patch_rules(patch: &AdminPatch) -> Result<(), ValidationError> {
+    if patch.role.is_none() && patch.password.is_none() && patch.disabled.is_none() {
+        return Err(field_error(
+            "role",
+            "empty_patch",
+            "nothing to change: give role, password or disabled",
+        ));
+    }
+    if patch.current_password.is_some() && patch.password.is_none() {
+        return Err(field_error(
+            "current_password",
+            "without_password",
+            "only goes with a new password",
+        ));
+    }
+    Ok(())
+}
+
+/// `POST /api/v1/admins/{id}/totp`: a pending enrolment. Shown once; the
+/// server keeps the secret only sealed.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TotpEnrolment {
+    /// `otpauth://totp/...` for authenticator apps.
+    pub otpauth_uri: String,
+    /// The shared secret in base32 (RFC 4648, no padding).
+    pub secret: String,
+    /// The URI as an SVG QR code.
+    pub qr_svg: String,
+}
+
+/// `POST /api/v1/admins/{id}/totp/confirm`.
+#[derive(Debug, Clone, Serialize, Deserialize, Validate, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TotpConfirm {
+    /// The current code from the authenticator.
+    pub code: TotpCode,
+}
+
+/// The longest an API token may live: one year.
+pub const TOKEN_MAX_SECS: u32 = 366 * 24 * 3600;
+/// How long an API token lives when `expires_in` is not given: 90 days.
+pub const TOKEN_DEFAULT_SECS: u32 = 90 * 24 * 3600;
+
+/// `POST /api/v1/tokens`.
+#[derive(Debug, Clone, Serialize, Deserialize, Validate, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenCreate {
+    /// What the token is for.
+    pub name: Name,
+    /// The token's role; at most the caller's own.
+    pub role: Role,
+    /// Lifetime in seconds, 60 to one year; 90 days when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[validate(range(min = 60, max = 31_622_400))]
+    pub expires_in: Option<u32>,
+}
+
+/// The answer to `POST /api/v1/tokens`: the only time the token is shown.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenCreated {
+    /// The token's id.
+    pub id: TokenId,
+    /// Its name.
+    pub name: Name,
+    /// Its role.
+    pub role: Role,
+    /// Send as `Authorization: Bearer <token>`. Not retrievable later.
+    pub token: ApiToken,
+    /// When it stops working.
+    pub expires_at: Timestamp,
+}
+
+/// An API token as lists show it (never the secret).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenInfo {
+    /// The token's id.
+    pub id: TokenId,
+    /// Its name.
+    pub name: Name,
+    /// Its role.
+    pub role: Role,
+    /// The admin who created it; it stops working when they are disabled or deleted.
+    pub admin_id: AdminId,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When it stops working.
+    pub expires_at: Timestamp,
 }
 
 /// `POST /api/v1/auth/login`.
@@ -175,7 +332,7 @@ pub struct AuditEntry {
     pub id: i64,
     /// When it happened.
     pub time: Timestamp,
-    /// Who did it: `admin:<username>`, `token:<prefix>`, `anonymous`, `system`.
+    /// Who did it: `admin:<username>`, `token:<id>`, `anonymous`, `system`.
     pub actor: String,
     /// The client's address as the edge saw it.
     pub client_addr: Option<String>,
@@ -228,6 +385,10 @@ pub struct Ready {
     pub certificate: bool,
 }
 
+/// A page of admins.
+pub type AdminPage = Page<AdminDetail>;
+/// A page of API tokens.
+pub type TokenPage = Page<TokenInfo>;
 /// A page of organizations.
 pub type OrgPage = Page<Org>;
 /// A page of the audit log.

@@ -11,6 +11,7 @@ use crate::codec::{Payload, RequestBody};
 use crate::query::QueryParam;
 use crate::values::{Role, parse_canonical_uuid};
 
+pub mod matrix;
 mod table;
 pub use table::ROUTES;
 
@@ -73,6 +74,11 @@ pub enum Access {
     Audit,
     /// `admin` only.
     AdminOnly,
+    /// `admin` on anyone; any role on itself, when the route's `{id}` is
+    /// the caller's own admin id (password change, TOTP enrolment). The
+    /// self part needs a signed-in session: an API token cannot change its
+    /// creator's credentials.
+    SelfOrAdmin,
 }
 
 impl Access {
@@ -82,8 +88,15 @@ impl Access {
             Access::Public | Access::AnyRole => true,
             Access::Manage => matches!(role, Role::Admin | Role::Operator),
             Access::Audit => matches!(role, Role::Admin | Role::Auditor),
-            Access::AdminOnly => role == Role::Admin,
+            Access::AdminOnly | Access::SelfOrAdmin => role == Role::Admin,
         }
+    }
+
+    /// Whether `role` may call a route with this access on its own admin
+    /// record (`is_self`): only [`Access::SelfOrAdmin`] differs from
+    /// [`Access::allows`].
+    pub fn allows_on(self, role: Role, is_self: bool) -> bool {
+        self.allows(role) || (self == Access::SelfOrAdmin && is_self)
     }
 
     /// Short name, for the OpenAPI document.
@@ -94,6 +107,7 @@ impl Access {
             Access::Manage => "admin-or-operator",
             Access::Audit => "admin-or-auditor",
             Access::AdminOnly => "admin",
+            Access::SelfOrAdmin => "admin-or-self",
         }
     }
 }

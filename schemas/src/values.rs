@@ -138,6 +138,17 @@ fn check_token(value: &str) -> Result<(), InvalidValue> {
     Ok(())
 }
 
+/// The prefix of every API token: it makes a leaked token recognisable to
+/// secret scanners and to people, and keeps it apart from session tokens.
+pub const API_TOKEN_PREFIX: &str = "rpt_";
+
+fn check_api_token(value: &str) -> Result<(), InvalidValue> {
+    match value.strip_prefix(API_TOKEN_PREFIX) {
+        Some(rest) if check_token(rest).is_ok() => Ok(()),
+        _ => Err(invalid("must be `rpt_` and 43 base64url characters")),
+    }
+}
+
 fn check_totp(value: &str) -> Result<(), InvalidValue> {
     if value.len() != 6 || !value.bytes().all(|b| b.is_ascii_digit()) {
         return Err(invalid("must be 6 digits"));
@@ -165,6 +176,12 @@ string_newtype!(
     /// A one-time or bearer token: 256 bits as 43 base64url characters.
     Token, check = check_token,
     schema = {"type": "string", "minLength": 43, "maxLength": 43, "pattern": "^[A-Za-z0-9_-]{43}$"}
+);
+string_newtype!(
+    /// An API token as shown once at creation: `rpt_` + 256 bits as 43
+    /// base64url characters.
+    ApiToken, check = check_api_token,
+    schema = {"type": "string", "minLength": 47, "maxLength": 47, "pattern": "^rpt_[A-Za-z0-9_-]{43}$"}
 );
 string_newtype!(
     /// A six-digit TOTP code.
@@ -224,6 +241,12 @@ secret_string!(LoginPassword, check_login_password, {"type": "string", "minLengt
 impl fmt::Debug for Token {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Token(<redacted>)")
+    }
+}
+
+impl fmt::Debug for ApiToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiToken(<redacted>)")
     }
 }
 
@@ -302,6 +325,8 @@ id_newtype! {
     DeviceId;
     /// A VPN server: one WireGuard interface and its address pool.
     ServerId;
+    /// An API token.
+    TokenId;
 }
 
 /// What an administrator may do. Ordered from most to least privileged only
@@ -326,6 +351,17 @@ impl Role {
             Role::Auditor => "auditor",
         }
     }
+}
+
+impl Role {
+    /// Whether a holder of `self` may hand out `other` (an API token's
+    /// role): an admin any role, everyone else only their own.
+    pub fn covers(self, other: Role) -> bool {
+        self == Role::Admin || self == other
+    }
+
+    /// Every role, for tables and tests that go through all of them.
+    pub const ALL: [Role; 3] = [Role::Admin, Role::Operator, Role::Auditor];
 }
 
 impl std::str::FromStr for Role {
@@ -361,6 +397,25 @@ mod tests {
         assert!(Username::try_from("Alice".to_owned()).is_err());
         assert!(Username::try_from("1abc".to_owned()).is_err());
         assert!(Username::try_from("ab".to_owned()).is_err());
+    }
+
+    #[test]
+    fn api_tokens_have_a_prefix() {
+        let body = "A".repeat(43);
+        assert!(ApiToken::try_from(format!("rpt_{body}")).is_ok());
+        assert!(ApiToken::try_from(body.clone()).is_err());
+        assert!(ApiToken::try_from(format!("rpx_{body}")).is_err());
+        assert!(ApiToken::try_from(format!("rpt_{body}=")).is_err());
+        let t = ApiToken::try_from(format!("rpt_{body}")).unwrap();
+        assert!(!format!("{t:?}").contains("AAAA"));
+    }
+
+    #[test]
+    fn roles_cover_themselves_and_admin_covers_all() {
+        assert!(Role::Admin.covers(Role::Operator));
+        assert!(Role::Operator.covers(Role::Operator));
+        assert!(!Role::Operator.covers(Role::Admin));
+        assert!(!Role::Auditor.covers(Role::Operator));
     }
 
     #[test]

@@ -3,11 +3,16 @@
 //! would. Build the binaries first (`cargo build --bins`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests")]
 
+mod admins;
+mod audit_chain;
 mod bad_input;
 mod edge;
 mod flow;
 mod processes;
 mod resource_input;
 mod resources;
+mod roles;
 mod throttle;
 mod tls;
+mod tokens;
+mod totp;

@@ -64,7 +64,11 @@ impl Session {
 
     /// Signs in as `username`.
     pub async fn login(rampart: &Rampart, username: &str, password: &str) -> Self {
-        let r = login_raw(rampart, username, password).await;
+        Self::from_login(rampart, login_raw(rampart, username, password).await).await
+    }
+
+    /// The session a successful login answer started.
+    pub async fn from_login(rampart: &Rampart, r: Response) -> Self {
         assert_eq!(r.status(), StatusCode::OK);
         let cookie = r
             .headers()
@@ -122,4 +126,84 @@ impl Session {
     pub fn cookie(&self) -> &str {
         &self.cookie
     }
+}
+
+/// A client that authenticates with an API token (`Authorization: Bearer`),
+/// as scripts do: no cookie, no CSRF header.
+#[derive(Debug, Clone)]
+pub struct Bearer {
+    client: reqwest::Client,
+    base: String,
+    /// The token.
+    pub token: String,
+}
+
+impl Bearer {
+    /// A client for `token` on `rampart`.
+    pub fn new(rampart: &Rampart, token: &str) -> Self {
+        Self {
+            client: rampart.client(),
+            base: rampart.url(""),
+            token: token.to_owned(),
+        }
+    }
+
+    /// A request carrying the token.
+    pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+    }
+
+    /// GET, returning status and JSON.
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let r = self.request(Method::GET, path).send().await.unwrap();
+        (r.status(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// A JSON request, returning status and JSON.
+    pub async fn send(&self, method: Method, path: &str, body: Value) -> (StatusCode, Value) {
+        let r = self.request(method, path).json(&body).send().await.unwrap();
+        (r.status(), r.json().await.unwrap_or(Value::Null))
+    }
+}
+
+impl Session {
+    /// Creates an API token with `role` as this session's admin; answers
+    /// the creation body (with `token`).
+    pub async fn mint_token(&self, name: &str, role: &str) -> Value {
+        let (status, body) = self
+            .send(Method::POST, "/api/v1/tokens", json!({"name": name, "role": role}))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "token: {body}");
+        body
+    }
+
+    /// Creates an admin with `role`; answers its id.
+    pub async fn create_admin(&self, username: &str, role: &str) -> String {
+        let (status, body) = self
+            .send(
+                Method::POST,
+                "/api/v1/admins",
+                json!({"username": username, "password": PASSWORD, "role": role}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "admin: {body}");
+        body["id"].as_str().unwrap().to_owned()
+    }
+}
+
+/// Signs in with a TOTP code; returns the raw answer.
+pub async fn login_totp(rampart: &Rampart, username: &str, password: &str, code: Option<&str>) -> Response {
+    let mut body = json!({"username": username, "password": password});
+    if let Some(code) = code {
+        body["totp_code"] = json!(code);
+    }
+    rampart
+        .client()
+        .post(rampart.url("/api/v1/auth/login"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
 }

@@ -1,9 +1,10 @@
-//! `GET /api/v1/audit`: the log, newest first.
+//! `GET /api/v1/audit`: the log, newest first; `GET /api/v1/audit/verify`:
+//! the hash chain recomputed.
 
 use axum::Json;
 use axum::extract::{RawQuery, State};
 use jiff::Timestamp;
-use schemas::api::AuditPage;
+use schemas::api::{AuditPage, AuditVerify};
 
 use crate::context::RequestCtx;
 use crate::error::ApiError;
@@ -33,4 +34,8 @@ pub(super) async fn list(
         items: listed.items,
         next_cursor,
     }))
+}
+
+pub(super) async fn verify(State(state): State<AppState>) -> Result<Json<AuditVerify>, ApiError> {
+    Ok(Json(state.store().verify_chain().await?))
 }

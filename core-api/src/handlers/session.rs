@@ -12,9 +12,10 @@ use super::decode;
 use crate::auth::{BAD_CREDENTIALS, SESSION_TTL, cleared_cookie, lock_policy, session_cookie};
 use crate::context::{Caller, RequestCtx, actor_for};
 use crate::crypto::{random_token, sha256_hex, verify_password};
-use crate::error::ApiError;
+use crate::error::{ApiError, InternalError, WRONG_TOTP};
 use crate::state::AppState;
 use crate::store::NewSession;
+use crate::totp;
 
 /// Whole seconds from `now` until `until`, rounded up, at least 1.
 fn seconds_until(now: Timestamp, until: Timestamp) -> u64 {
@@ -49,12 +50,10 @@ pub(super) async fn login(State(state): State<AppState>, ctx: RequestCtx, body: 
         state.dummy_hash().to_owned(),
     )
     .await?;
-    // TOTP enrolment comes with its own issue; until then no admin has it
-    // and `totp_code` is accepted and unused.
 
     let now = state.clock().now();
-    let admin = match credentials {
-        Some(c) if password_ok && !c.disabled => c.admin,
+    let (admin, totp_sealed) = match credentials {
+        Some(c) if password_ok && !c.disabled => (c.admin, c.totp_sealed),
         other => {
             let reason = match other {
                 None => "unknown username",
@@ -66,6 +65,32 @@ pub(super) async fn login(State(state): State<AppState>, ctx: RequestCtx, body: 
             ctx.mark_written();
             tracing::info!(username, reason, "sign-in refused");
             return Err(ApiError::Unauthenticated(BAD_CREDENTIALS));
+        }
+    };
+
+    // The second factor, checked only after the password so that a code
+    // alone is worth nothing; a wrong code counts towards the lock.
+    let totp_step = match totp_sealed {
+        None => None,
+        Some(sealed) => {
+            let Some(code) = &request.totp_code else {
+                return Err(ApiError::TotpRequired);
+            };
+            let seed = state
+                .host_key()
+                .open(&sealed, &totp::seal_context(admin.id))
+                .map_err(|e| ApiError::Internal(InternalError::Seal(e)))?;
+            let last = state.store().totp_state(admin.id).await?.last_step;
+            match totp::check(&seed, code.as_str(), now, last) {
+                Some(step) => Some(step),
+                None => {
+                    let record = ctx.record(now, Outcome::Denied, Some("wrong TOTP code".to_owned()));
+                    store.login_failed(&username, now, lock_policy, record).await?;
+                    ctx.mark_written();
+                    tracing::info!(username, "sign-in refused: wrong TOTP code");
+                    return Err(ApiError::Unauthenticated(WRONG_TOTP));
+                }
+            }
         }
     };
 
@@ -81,7 +106,7 @@ pub(super) async fn login(State(state): State<AppState>, ctx: RequestCtx, body: 
     };
     ctx.set_actor(actor_for(&admin));
     let record = ctx.record(now, Outcome::Success, None);
-    store.login_succeeded(&username, session, record).await?;
+    store.login_succeeded(&username, session, totp_step, record).await?;
     ctx.mark_written();
 
     let body = LoginResponse {
@@ -106,7 +131,12 @@ pub(super) async fn logout(
 ) -> Result<Response, ApiError> {
     ctx.set_target(caller.actor());
     let record = ctx.record(state.clock().now(), Outcome::Success, None);
-    state.store().logout(&caller.session_hash, record).await?;
+    match caller.session_hash() {
+        Some(hash) => state.store().logout(hash, record).await?,
+        // An API token has no session to end; revoking it is DELETE
+        // /api/v1/tokens/{id}. The call is still recorded.
+        None => state.store().append_audit(record).await?,
+    }
     ctx.mark_written();
     let mut response = StatusCode::NO_CONTENT.into_response();
     if let Some(cookie) = cleared_cookie() {

@@ -143,7 +143,7 @@ pub(super) async fn create_link(
     };
     let user = state.store().user(user_id).await?;
     if user.disabled {
-        return Err(ApiError::Refused {
+        return Err(ApiError::ConflictWith {
             field: "id",
             message: "the user is disabled",
         });

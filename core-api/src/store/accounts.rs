@@ -11,7 +11,7 @@ use crate::crypto::digest_eq;
 use jiff::Timestamp;
 
 /// Builds an [`Admin`] from its stored text.
-fn admin_from(id: &str, username: String, role: &str) -> Result<Admin, StoreError> {
+pub(super) fn admin_from(id: &str, username: String, role: &str) -> Result<Admin, StoreError> {
     let corrupt = |column: &'static str, value: &str| StoreError::Corrupt {
         column,
         value: value.to_owned(),
@@ -90,18 +90,19 @@ pub(super) fn insert_admin(conn: &Connection, new: &NewAdmin) -> Result<(), Stor
 }
 
 pub(super) fn admin_credentials(conn: &Connection, username: &str) -> Result<Option<AdminCredentials>, StoreError> {
-    let row: Option<(String, String, String, String, bool)> = conn
+    let row: Option<(String, String, String, String, bool, Option<String>)> = conn
         .query_row(
-            "SELECT id, username, role, password_hash, disabled FROM admins WHERE username = ?1",
+            "SELECT id, username, role, password_hash, disabled, totp_sealed FROM admins WHERE username = ?1",
             params![username],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
         )
         .optional()?;
-    row.map(|(id, username, role, password_hash, disabled)| {
+    row.map(|(id, username, role, password_hash, disabled, totp_sealed)| {
         Ok(AdminCredentials {
             admin: admin_from(&id, username, &role)?,
             password_hash,
             disabled,
+            totp_sealed,
         })
     })
     .transpose()

@@ -171,3 +171,18 @@ pub(super) fn verify(conn: &Connection) -> Result<AuditVerify, StoreError> {
     }
     Ok(walker.finish())
 }
+
+/// Feeds every entry to `each`, in chain (id) order, streaming.
+pub(super) fn for_each(
+    conn: &Connection,
+    mut each: impl FnMut(AuditEntry) -> Result<(), StoreError>,
+) -> Result<u64, StoreError> {
+    let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM audit ORDER BY id"))?;
+    let mut rows = stmt.query_map([], read_row)?;
+    let mut count = 0;
+    for row in &mut rows {
+        each(row?.into_entry()?)?;
+        count += 1;
+    }
+    Ok(count)
+}

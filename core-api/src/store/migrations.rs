@@ -187,7 +187,29 @@ CREATE TABLE key_links (
 CREATE INDEX key_links_user ON key_links (user_id);
 ";
 
-const MIGRATIONS: &[&str] = &[V1, V2];
+/// Version 3 (the control plane, admins): TOTP state on admins, API tokens.
+///
+/// TOTP seeds are stored only sealed under the host key (`sealed`); the
+/// last accepted time step is what refuses a replayed code. API tokens are
+/// stored as their SHA-256 only, and go with the admin who made them.
+const V3: &str = r"
+ALTER TABLE admins ADD COLUMN totp_sealed TEXT;
+ALTER TABLE admins ADD COLUMN totp_pending_sealed TEXT;
+ALTER TABLE admins ADD COLUMN totp_last_step INTEGER;
+
+CREATE TABLE api_tokens (
+    id         TEXT PRIMARY KEY NOT NULL,
+    token_hash TEXT NOT NULL UNIQUE,
+    admin_id   TEXT NOT NULL REFERENCES admins (id) ON DELETE CASCADE,
+    name       TEXT NOT NULL,
+    role       TEXT NOT NULL CHECK (role IN ('admin', 'operator', 'auditor')),
+    created_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL
+) STRICT;
+CREATE INDEX api_tokens_admin ON api_tokens (admin_id);
+";
+
+const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The schema version this build writes.
 pub(super) fn latest() -> i64 {

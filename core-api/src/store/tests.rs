@@ -131,3 +131,83 @@ async fn setup_state_follows_the_token() {
     store.issue_setup_token("h".repeat(64)).await.unwrap();
     assert_eq!(store.setup_state().await.unwrap().token_hash, Some("h".repeat(64)));
 }
+
+fn new_admin(name: &str, role: schemas::values::Role) -> NewAdmin {
+    NewAdmin {
+        admin: Admin {
+            id: AdminId::new(),
+            username: schemas::values::Username::try_from(name.to_owned()).unwrap(),
+            role,
+        },
+        password_hash: "$argon2id$not-used".into(),
+        created_at: Timestamp::UNIX_EPOCH,
+    }
+}
+
+#[tokio::test]
+async fn the_last_active_admin_stays_and_refusals_leave_no_entry() {
+    use schemas::values::Role;
+    let (_dir, store) = store().await;
+    let first = new_admin("alice", Role::Admin);
+    let alice = first.admin.id;
+    store.create_admin(first, record("admin.create")).await.unwrap();
+    let before = count(&store).await;
+    let demote = AdminChange {
+        role: Some(Role::Operator),
+        ..AdminChange::default()
+    };
+    let err = store
+        .update_admin(alice, demote.clone(), record("admin.update"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::LastAdmin { field: "role" }), "{err:?}");
+    let disable = AdminChange {
+        disabled: Some(true),
+        ..AdminChange::default()
+    };
+    let err = store
+        .update_admin(alice, disable, record("admin.update"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::LastAdmin { field: "disabled" }), "{err:?}");
+    let err = store.delete_admin(alice, record("admin.delete")).await.unwrap_err();
+    assert!(matches!(err, StoreError::LastAdmin { field: "id" }), "{err:?}");
+    assert_eq!(count(&store).await, before, "refused changes write nothing");
+
+    // A disabled second admin does not count as active; an enabled one does.
+    let second = new_admin("bob", Role::Admin);
+    let bob = second.admin.id;
+    store.create_admin(second, record("admin.create")).await.unwrap();
+    let off = AdminChange {
+        disabled: Some(true),
+        ..AdminChange::default()
+    };
+    store.update_admin(bob, off, record("admin.update")).await.unwrap();
+    assert!(
+        store
+            .update_admin(alice, demote.clone(), record("admin.update"))
+            .await
+            .is_err()
+    );
+    let on = AdminChange {
+        disabled: Some(false),
+        ..AdminChange::default()
+    };
+    store.update_admin(bob, on, record("admin.update")).await.unwrap();
+    let changed = store.update_admin(alice, demote, record("admin.update")).await.unwrap();
+    assert_eq!(changed.role, Role::Operator);
+}
+
+#[tokio::test]
+async fn totp_steps_only_move_forward() {
+    let (_dir, store) = store().await;
+    let first = new_admin("alice", schemas::values::Role::Admin);
+    let alice = first.admin.id;
+    store.create_admin(first, record("admin.create")).await.unwrap();
+    let ok = |step| store.db.write(move |tx| admins::accept_totp_step(tx, alice, step));
+    ok(10).await.unwrap();
+    assert!(matches!(ok(10).await, Err(StoreError::TotpReplay)));
+    assert!(matches!(ok(9).await, Err(StoreError::TotpReplay)));
+    ok(11).await.unwrap();
+    assert_eq!(store.totp_state(alice).await.unwrap().last_step, Some(11));
+}

@@ -10,6 +10,7 @@
 
 mod audit;
 mod auth;
+mod control;
 mod orgs;
 mod process;
 mod proof;
