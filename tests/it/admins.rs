@@ -106,26 +106,43 @@ async fn admins_are_managed_and_the_last_admin_stays() {
         "a reset ends her sessions"
     );
     let o = Session::login(&rampart, "olivia", PASSWORD).await;
-    let token = o.mint_token("script", "operator").await;
-    let bearer = Bearer::new(&rampart, token["token"].as_str().unwrap());
-    assert_eq!(bearer.get("/api/v1/orgs").await.0, StatusCode::OK);
+    // Operators make no tokens (API.md: "not admins, tokens or settings").
+    let (status, _) = o
+        .send(
+            Method::POST,
+            "/api/v1/tokens",
+            json!({"name": "script", "role": "operator"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
 
-    // Disabling her ends her session and token at once; enabling does not revive them.
+    // Disabling her ends her session at once, and she cannot sign in.
     let (status, body) = s.send(Method::PATCH, &hers, json!({"disabled": true})).await;
     assert_eq!((status, &body["disabled"]), (StatusCode::OK, &json!(true)));
     assert_eq!(o.get(&hers).await.0, StatusCode::UNAUTHORIZED);
-    assert_eq!(bearer.get("/api/v1/orgs").await.0, StatusCode::UNAUTHORIZED);
     assert_eq!(
         api::login_raw(&rampart, "olivia", PASSWORD).await.status(),
         StatusCode::UNAUTHORIZED
     );
     let (status, _) = s.send(Method::PATCH, &hers, json!({"disabled": false})).await;
     assert_eq!(status, StatusCode::OK);
+
+    // As an admin she makes tokens; disabling her ends them, and enabling
+    // her does not revive them.
+    let (status, _) = s.send(Method::PATCH, &hers, json!({"role": "admin"})).await;
+    assert_eq!(status, StatusCode::OK);
+    let o = Session::login(&rampart, "olivia", PASSWORD).await;
+    let token = o.mint_token("script", "operator").await;
+    let bearer = Bearer::new(&rampart, token["token"].as_str().unwrap());
+    assert_eq!(bearer.get("/api/v1/orgs").await.0, StatusCode::OK);
+    let (status, _) = s.send(Method::PATCH, &hers, json!({"disabled": true})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(bearer.get("/api/v1/orgs").await.0, StatusCode::UNAUTHORIZED);
+    let (status, _) = s.send(Method::PATCH, &hers, json!({"disabled": false})).await;
+    assert_eq!(status, StatusCode::OK);
     assert_eq!(bearer.get("/api/v1/orgs").await.0, StatusCode::UNAUTHORIZED);
 
     // A second admin makes the first one demotable; deleting ends sessions and tokens.
-    let (status, _) = s.send(Method::PATCH, &hers, json!({"role": "admin"})).await;
-    assert_eq!(status, StatusCode::OK);
     let o = Session::login(&rampart, "olivia", PASSWORD).await;
     let token = o.mint_token("admin script", "admin").await;
     let bearer = Bearer::new(&rampart, token["token"].as_str().unwrap());

@@ -310,8 +310,13 @@ async fn self_service_is_for_oneself_with_a_session() {
         let name = format!("self{}", role.as_str());
         let id = admin.create_admin(&name, role.as_str()).await;
         let me = Session::login(&rampart, &name, PASSWORD).await;
-        let token = me.mint_token("self", role.as_str()).await;
-        let bearer = Bearer::new(&rampart, token["token"].as_str().unwrap());
+        // Only admins make tokens, so only an admin can hold one of its own.
+        let bearer = if role == Role::Admin {
+            let token = me.mint_token("self", role.as_str()).await;
+            Some(Bearer::new(&rampart, token["token"].as_str().unwrap()))
+        } else {
+            None
+        };
         for route in &self_routes {
             let body = match route.operation {
                 "admins.update" => Some(json!({"password": PASSWORD, "current_password": PASSWORD})),
@@ -340,6 +345,7 @@ async fn self_service_is_for_oneself_with_a_session() {
                 route.operation,
                 role.as_str()
             );
+            let Some(bearer) = &bearer else { continue };
             let (status, text) = send(bearer.request(method(route), &fill(route, &mine)), &mine).await;
             if route.method.is_mutation() {
                 assert_eq!(
