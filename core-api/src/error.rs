@@ -76,6 +76,9 @@ pub enum InternalError {
     /// A handler ran without the context the gate provides.
     #[error("request context missing: the gate did not run")]
     NoContext,
+    /// A sealed secret did not open (another host key, or tampering).
+    #[error("sealed secret")]
+    Seal(#[source] crate::sealed::SealError),
     /// A value could not be serialized.
     #[error("serialization")]
     Json(#[source] serde_json::Error),

@@ -48,6 +48,9 @@ pub(crate) fn audit_action(operation: &str) -> String {
 /// than the edge holds the origin secret, or the two disagree on the table.
 const UNMATCHED_ACTION: &str = "request.unmatched";
 
+/// Paths of the internal edge↔core protocol.
+const INTERNAL_PREFIX: &str = "/internal/";
+
 /// The request id, as the edge sent it if it looks like one.
 fn request_id(headers: &HeaderMap) -> String {
     headers
@@ -101,6 +104,15 @@ async fn pass(state: &AppState, req: Request, next: Next, request_id: String, cl
             "request did not come through the edge"
         );
         return finish(ApiError::NotFromEdge.into_response(), &request_id);
+    }
+
+    if req.uri().path().starts_with(INTERNAL_PREFIX) {
+        // The loopback-only edge↔core protocol (ACME state): not in the
+        // route table, so the edge never forwards a client here; the origin
+        // proof above is its credential. Not audited per request: the
+        // handlers audit what an admin would care about.
+        let response = next.run(req).await;
+        return finish(response, &request_id);
     }
 
     let mutation = Method::parse(req.method().as_str()).is_some_and(Method::is_mutation);

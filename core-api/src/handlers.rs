@@ -8,7 +8,7 @@
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use schemas::codec::decode_request;
 use serde::de::DeserializeOwned;
 use validator::Validate;
@@ -18,8 +18,10 @@ use crate::gate;
 use crate::state::AppState;
 
 mod audit_log;
+mod internal_acme;
 mod orgs;
 mod session;
+pub(crate) mod settings;
 mod setup;
 mod system;
 
@@ -54,6 +56,26 @@ fn routes(state: AppState) -> Router {
             get(orgs::get).patch(orgs::update).delete(orgs::delete),
         )
         .route("/api/v1/audit", get(audit_log::list))
+        .route("/api/v1/settings", get(settings::get).patch(settings::update))
+        .route("/api/v1/settings/acme/renew", post(settings::renew))
+        .route("/internal/acme/state", get(internal_acme::state))
+        .route("/internal/acme/renew", post(internal_acme::request_renewal))
+        .route("/internal/acme/renew/take", post(internal_acme::take_renewal))
+        .route("/internal/acme/attempt", post(internal_acme::attempt))
+        .route(
+            "/internal/acme/certificate",
+            get(internal_acme::get_certificate).put(internal_acme::put_certificate),
+        )
+        .route(
+            "/internal/acme/account",
+            get(internal_acme::get_account).put(internal_acme::put_account),
+        )
+        .route(
+            "/internal/acme/challenges/{kind}/{key}",
+            put(internal_acme::put_challenge)
+                .get(internal_acme::get_challenge)
+                .delete(internal_acme::delete_challenge),
+        )
         .fallback(|| async { ApiError::NoRoute })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)

@@ -15,6 +15,7 @@
 //! - `migrations`: the versioned schema.
 //! - `accounts`: admins, the setup row, sessions and the login throttle.
 //! - `orgs`: organizations.
+//! - `acme`: ACME settings, account, certificate and challenge answers.
 //! - `audit`: appending to, listing and verifying the hash chain.
 
 use std::path::{Path, PathBuf};
@@ -26,12 +27,14 @@ use schemas::values::{AdminId, Name, OrgId};
 
 use crate::audit::AuditRecord;
 
+mod acme;
 mod accounts;
 mod audit;
 mod conn;
 mod migrations;
 mod orgs;
 
+pub use acme::{AcmeSettings, AcmeSettingsChange, StoredCert, StoredChallenge};
 use conn::Db;
 
 /// Why a store operation failed. The first group are faults; the second are
