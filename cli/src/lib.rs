@@ -1,10 +1,12 @@
 //! The `rampart` command.
 //!
 //! # Layout
+//! - [`acme`]: `rampart acme renew`, which asks the running core.
 //! - [`serve`]: `rampart serve`: the configuration, the data directory and
 //!   the first-start banner.
 //! - [`supervisor`]: starts the core and the edge as child processes,
 //!   restarts a crashed one with backoff, stops both on SIGTERM/SIGINT.
 
+pub mod acme;
 pub mod serve;
 pub mod supervisor;

@@ -24,6 +24,15 @@ struct Cli {
 enum Command {
     /// Run Rampart: the core and the edge, supervised.
     Serve(ServeArgs),
+    /// ACME certificate commands.
+    #[command(subcommand)]
+    Acme(AcmeCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AcmeCommand {
+    /// Ask the running instance to renew its certificate now.
+    Renew(rampart_cli::acme::RenewArgs),
 }
 
 fn main() -> ExitCode {
@@ -34,6 +43,13 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match cli.command {
+        Command::Acme(AcmeCommand::Renew(args)) => match rampart_cli::acme::renew(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!("{e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Serve(args) => {
             let config = match args.resolve(rustix::process::geteuid().is_root()) {
                 Ok(config) => config,
@@ -72,10 +88,14 @@ fn core_spec(config: &ServeConfig) -> ChildSpec {
     ChildSpec {
         name: "core",
         program: config.bin_dir.join("rampart-core"),
-        args: args(&[
-            ("--listen", config.core_addr.to_string().into()),
-            ("--data-dir", config.data_dir.clone().into()),
-        ]),
+        args: [
+            args(&[
+                ("--listen", config.core_addr.to_string().into()),
+                ("--data-dir", config.data_dir.clone().into()),
+            ]),
+            config.acme.core_args(),
+        ]
+        .concat(),
     }
 }
 
@@ -83,12 +103,16 @@ fn edge_spec(config: &ServeConfig) -> ChildSpec {
     ChildSpec {
         name: "edge",
         program: config.bin_dir.join("rampart-edge"),
-        args: args(&[
-            ("--http-addr", config.http_addr.to_string().into()),
-            ("--https-addr", config.https_addr.to_string().into()),
-            ("--core-addr", config.core_addr.to_string().into()),
-            ("--state-dir", config.edge_state_dir().into()),
-        ]),
+        args: [
+            args(&[
+                ("--http-addr", config.http_addr.to_string().into()),
+                ("--https-addr", config.https_addr.to_string().into()),
+                ("--core-addr", config.core_addr.to_string().into()),
+                ("--state-dir", config.edge_state_dir().into()),
+            ]),
+            config.acme.edge_args(),
+        ]
+        .concat(),
     }
 }
 

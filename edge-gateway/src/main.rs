@@ -23,6 +23,9 @@ fn main() -> ExitCode {
         tracing::error!(core_addr = %config.core_addr, "the core address must be a loopback address");
         return ExitCode::from(EXIT_USAGE);
     }
+    // instant-acme's HTTPS client builds its rustls configuration with the
+    // process-wide provider: make it the same ring provider as the rest.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     match run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
