@@ -82,14 +82,18 @@ pub(crate) async fn gate(State(state): State<AppState>, req: Request, next: Next
         method = %req.method(),
         path = %req.uri().path(),
     );
+    // The edge polls the internal ACME endpoints every few seconds: their
+    // successes are logged at debug, not to drown the log.
+    let internal = req.uri().path().starts_with(INTERNAL_PREFIX);
     async move {
         let started = Instant::now();
         let response = pass(&state, req, next, request_id, client).await;
-        tracing::info!(
-            status = response.status().as_u16(),
-            ms = started.elapsed().as_millis(),
-            "answered"
-        );
+        let (status, ms) = (response.status().as_u16(), started.elapsed().as_millis());
+        if internal && response.status().is_success() {
+            tracing::debug!(status, ms, "answered");
+        } else {
+            tracing::info!(status, ms, "answered");
+        }
         response
     }
     .instrument(span)

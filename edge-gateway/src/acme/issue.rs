@@ -58,8 +58,8 @@ pub enum IssueError {
     /// The DNS hook failed.
     #[error(transparent)]
     Hook(#[from] hook::HookError),
-    /// The issued certificate is unusable.
-    #[error("the issued certificate: {0}")]
+    /// A certificate is unusable.
+    #[error("certificate: {0}")]
     Cert(#[from] certs::CertError),
     /// The stored account does not parse.
     #[error("the stored ACME account does not parse: {0}")]
@@ -192,7 +192,7 @@ impl Issuer<'_> {
                 },
                 ChallengeKind::TlsAlpn01 => {
                     let (cert, key) = certs::alpn_challenge(&domain, key_auth.digest().as_ref())?;
-                    self.store.set_challenge(&domain, certs::certified_key(&cert, &key)?);
+                    self.store.set_challenge(&domain, certs::challenge_key(&cert, &key)?);
                     self.link
                         .put_challenge(
                             &domain,
