@@ -125,6 +125,19 @@ pub struct Acme {
     options: AcmeOptions,
 }
 
+/// What the ACME task remembers between polls.
+#[derive(Debug, Default)]
+struct RunState {
+    /// The ACME certificate presented now.
+    loaded: Option<Loaded>,
+    /// Consecutive failed attempts.
+    failures: u32,
+    /// No unforced attempt before this.
+    next_try: Option<Instant>,
+    /// The settings of the last poll.
+    config: Option<AcmeConfig>,
+}
+
 /// The certificate the edge presents from the core's store.
 #[derive(Debug, Clone)]
 struct Loaded {
@@ -173,15 +186,13 @@ impl Acme {
 
     /// Runs until `shutdown`: polls, installs, issues, renews.
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut loaded: Option<Loaded> = None;
-        let mut failures = 0u32;
-        let mut next_try: Option<Instant> = None;
+        let mut run = RunState::default();
         let mut core_down_logged = false;
         loop {
             match self.link.state().await {
                 Ok(state) => {
                     core_down_logged = false;
-                    self.tick(state, &mut loaded, &mut failures, &mut next_try).await;
+                    self.tick(state, &mut run).await;
                 }
                 Err(e) if !core_down_logged => {
                     core_down_logged = true;
@@ -196,7 +207,13 @@ impl Acme {
         }
     }
 
-    async fn tick(&self, state: AcmeState, loaded: &mut Option<Loaded>, failures: &mut u32, next_try: &mut Option<Instant>) {
+    async fn tick(&self, state: AcmeState, run: &mut RunState) {
+        let RunState {
+            loaded,
+            failures,
+            next_try,
+            config: last_config,
+        } = run;
         // A certificate stored by another host or an earlier run.
         if let Some(meta) = &state.certificate
             && loaded.as_ref().is_none_or(|l| l.meta.serial != meta.serial)
@@ -208,6 +225,13 @@ impl Acme {
             }
         }
         let Some(config) = state.config else { return };
+        if last_config.as_ref() != Some(&config) {
+            // New settings deserve an attempt now, not after the backoff
+            // the old ones earned.
+            *failures = 0;
+            *next_try = None;
+            *last_config = Some(config.clone());
+        }
         let forced = state.renew_requested
             && match self.link.take_renewal().await {
                 Ok(taken) => taken,

@@ -3,6 +3,7 @@
 //! would. Build the binaries first (`cargo build --bins`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests")]
 
+mod acme;
 mod bad_input;
 mod edge;
 mod flow;
