@@ -38,7 +38,8 @@ pub fn renew(args: &RenewArgs) -> anyhow::Result<()> {
         bail!("{} is not an origin secret", path.display());
     }
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let status = runtime.block_on(async { tokio::time::timeout(Duration::from_secs(10), post(args.core_addr, secret)).await });
+    let status =
+        runtime.block_on(async { tokio::time::timeout(Duration::from_secs(10), post(args.core_addr, secret)).await });
     let status = status.context("the core did not answer within 10 s")??;
     if status != 202 {
         bail!("the core answered {status}");

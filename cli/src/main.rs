@@ -23,7 +23,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run Rampart: the core and the edge, supervised.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// ACME certificate commands.
     #[command(subcommand)]
     Acme(AcmeCommand),
@@ -51,7 +51,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Serve(args) => {
-            let config = match args.resolve(rustix::process::geteuid().is_root()) {
+            let config = match (*args).resolve(rustix::process::geteuid().is_root()) {
                 Ok(config) => config,
                 Err(e) => {
                     tracing::error!("{e}");

@@ -27,8 +27,8 @@ use schemas::values::{AdminId, Name, OrgId};
 
 use crate::audit::AuditRecord;
 
-mod acme;
 mod accounts;
+mod acme;
 mod audit;
 mod conn;
 mod migrations;

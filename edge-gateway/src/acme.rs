@@ -174,9 +174,15 @@ impl Acme {
             return;
         }
         match self.link.challenge(ChallengeKind::TlsAlpn01, domain).await {
-            Ok(Some(answer)) => match answer.key_pem.as_deref().map(|key| certs::challenge_key(&answer.value, key)) {
+            Ok(Some(answer)) => match answer
+                .key_pem
+                .as_deref()
+                .map(|key| certs::challenge_key(&answer.value, key))
+            {
                 Some(Ok(key)) => self.store.set_challenge(domain, key),
-                Some(Err(e)) => tracing::warn!(error = %chain(&e), "ACME: a stored TLS-ALPN-01 certificate is unusable"),
+                Some(Err(e)) => {
+                    tracing::warn!(error = %chain(&e), "ACME: a stored TLS-ALPN-01 certificate is unusable")
+                }
                 None => {}
             },
             Ok(None) => {}

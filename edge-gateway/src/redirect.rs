@@ -42,9 +42,10 @@ impl Redirector {
                 return respond::error(Kind::NotFound, "no such challenge", &request_id);
             };
             let mut response = Response::new(Body::from(answer));
-            response
-                .headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
             respond::finish(response.headers_mut(), &request_id);
             return response;
         }

@@ -5,11 +5,11 @@
 //! start, with no certificate, the edge makes a self-signed one and says so
 //! loudly.
 
+use std::collections::HashMap;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use rustls::crypto::CryptoProvider;
@@ -74,19 +74,28 @@ impl CertStore {
 
     /// Presents `key` to `acme-tls/1` handshakes for `domain`.
     pub fn set_challenge(&self, domain: &str, key: Arc<CertifiedKey>) {
-        let mut map = self.challenges.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut map = self
+            .challenges
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         map.insert(domain.to_ascii_lowercase(), key);
     }
 
     /// Stops presenting the challenge certificate for `domain`.
     pub fn remove_challenge(&self, domain: &str) {
-        let mut map = self.challenges.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut map = self
+            .challenges
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         map.remove(&domain.to_ascii_lowercase());
     }
 
     /// The challenge certificate for `domain`, if any.
     pub fn challenge(&self, domain: &str) -> Option<Arc<CertifiedKey>> {
-        let map = self.challenges.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let map = self
+            .challenges
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         map.get(&domain.to_ascii_lowercase()).cloned()
     }
 
@@ -110,7 +119,9 @@ impl CertStore {
 
 /// Whether a ClientHello asks for a TLS-ALPN-01 challenge.
 pub fn offers_acme_alpn(hello: &ClientHello<'_>) -> bool {
-    hello.alpn().is_some_and(|mut protocols| protocols.any(|p| p == ACME_TLS_ALPN))
+    hello
+        .alpn()
+        .is_some_and(|mut protocols| protocols.any(|p| p == ACME_TLS_ALPN))
 }
 
 impl ResolvesServerCert for CertStore {

@@ -54,7 +54,12 @@ impl TryFrom<String> for DomainName {
                 "must be a DNS name: letters, digits and hyphens in dot-separated labels",
             )));
         }
-        if value.parse::<std::net::IpAddr>().is_ok() || value.rsplit('.').next().is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit())) {
+        if value.parse::<std::net::IpAddr>().is_ok()
+            || value
+                .rsplit('.')
+                .next()
+                .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
+        {
             return Err(InvalidValue(Cow::Borrowed("must be a DNS name, not an IP address")));
         }
         Ok(Self(value))

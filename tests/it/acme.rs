@@ -124,14 +124,20 @@ fn assert_status_matches(settings: &Value, domain: &str, leaf: &[u8]) {
     assert!(cert["last_attempt"].is_string(), "{settings}");
     assert!(cert["last_error"].is_null(), "{settings}");
     let serial = hex::decode(cert["serial"].as_str().unwrap()).unwrap();
-    assert!(contains(leaf, &serial), "the presented leaf does not carry serial {}", cert["serial"]);
+    assert!(
+        contains(leaf, &serial),
+        "the presented leaf does not carry serial {}",
+        cert["serial"]
+    );
 }
 
 /// No private key in the clear in the database: account and certificate
 /// keys are sealed under the host key.
 fn assert_no_plain_keys(rampart: &Rampart) {
     for file in ["core/rampart.db", "core/rampart.db-wal"] {
-        let Ok(bytes) = std::fs::read(rampart.data_dir.join(file)) else { continue };
+        let Ok(bytes) = std::fs::read(rampart.data_dir.join(file)) else {
+            continue;
+        };
         assert!(!contains(&bytes, b"PRIVATE KEY"), "{file} holds a PEM private key");
         assert!(!contains(&bytes, b"key_pkcs8"), "{file} holds the ACME account key");
     }
@@ -163,7 +169,10 @@ async fn http01_from_flags_issues_a_chain_that_verifies_to_the_ca_root() {
         .build()
         .unwrap();
     let r = plain
-        .get(format!("http://{}/.well-known/acme-challenge/not-a-token", rampart.ports.http))
+        .get(format!(
+            "http://{}/.well-known/acme-challenge/not-a-token",
+            rampart.ports.http
+        ))
         .send()
         .await
         .unwrap();
@@ -207,7 +216,14 @@ async fn dns01_through_the_hook_command() {
     let rampart = serve(
         &pebble,
         ports,
-        &["--acme-domain", "dns.example", "--acme-challenge", "dns-01", "--acme-dns-hook", &hook],
+        &[
+            "--acme-domain",
+            "dns.example",
+            "--acme-challenge",
+            "dns-01",
+            "--acme-dns-hook",
+            &hook,
+        ],
     )
     .await;
     let root = pebble.issuing_root().await;
@@ -291,7 +307,11 @@ async fn with_the_ca_down_the_old_certificate_serves_and_the_error_is_reported()
     let url = format!("{}/healthz", base("down.example", &rampart));
     let fresh = verified_client(&root, "down.example", rampart.ports.https);
     assert_eq!(leaf(&fresh, &url).await.unwrap(), first);
-    let r = fresh.get(format!("{}/readyz", base("down.example", &rampart))).send().await.unwrap();
+    let r = fresh
+        .get(format!("{}/readyz", base("down.example", &rampart)))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
 }
 
@@ -308,15 +328,25 @@ async fn a_refused_name_is_reported_and_nothing_else_breaks() {
     let session = Session::admin(&rampart).await;
     let settings = wait_for_settings(&session, "an error", |s| s["certificate"]["last_error"].is_string()).await;
     let error = settings["certificate"]["last_error"].as_str().unwrap();
-    assert!(error.contains("blocked.example"), "the error should name the refused name: {error}");
-    assert!(error.contains("rejectedIdentifier"), "the error should carry the CA's answer: {error}");
+    assert!(
+        error.contains("blocked.example"),
+        "the error should name the refused name: {error}"
+    );
+    assert!(
+        error.contains("rejectedIdentifier"),
+        "the error should carry the CA's answer: {error}"
+    );
     assert!(settings["certificate"]["serial"].is_null(), "{settings}");
     let (status, _) = session.get("/api/v1/orgs").await;
     assert_eq!(status, StatusCode::OK);
 
     // Fixing the name recovers without a restart.
     let (status, body) = session
-        .send(Method::PATCH, "/api/v1/settings", json!({"acme_domains": ["fixed.example"]}))
+        .send(
+            Method::PATCH,
+            "/api/v1/settings",
+            json!({"acme_domains": ["fixed.example"]}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let root = pebble.issuing_root().await;

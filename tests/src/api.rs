@@ -68,7 +68,12 @@ impl Session {
     pub async fn admin_via(rampart: &Rampart, client: reqwest::Client, base: &str) -> Self {
         if rampart.data_dir.join("setup-token").exists() {
             let body = json!({"token": rampart.setup_token(), "username": ADMIN, "password": PASSWORD});
-            let r = client.post(format!("{base}/api/v1/setup")).json(&body).send().await.unwrap();
+            let r = client
+                .post(format!("{base}/api/v1/setup"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
             assert_eq!(r.status(), StatusCode::CREATED);
         }
         let body = json!({"username": ADMIN, "password": PASSWORD});

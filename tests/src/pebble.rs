@@ -41,8 +41,14 @@ pub struct Pebble {
 }
 
 fn run(cmd: &mut Command) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e} (is openssl installed?)"));
-    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e} (is openssl installed?)"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn spawn(cmd: &mut Command, log: PathBuf, what: &str) -> Child {
@@ -51,7 +57,9 @@ fn spawn(cmd: &mut Command, log: PathBuf, what: &str) -> Child {
         .stdout(out.try_clone().unwrap())
         .stderr(out)
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {what}: {e}; install the Debian package `pebble` (scripts/test-all does)"))
+        .unwrap_or_else(|e| {
+            panic!("cannot start {what}: {e}; install the Debian package `pebble` (scripts/test-all does)")
+        })
 }
 
 impl Pebble {
@@ -65,15 +73,40 @@ impl Pebble {
             .current_dir(d)
             .args(["req", "-x509"])
             .args(p256)
-            .args(["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=rampart test pebble CA"]));
-        run(Command::new("openssl")
-            .current_dir(d)
-            .arg("req")
-            .args(p256)
-            .args(["-keyout", "localhost.key", "-out", "localhost.csr", "-subj", "/CN=localhost"]));
+            .args([
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=rampart test pebble CA",
+            ]));
+        run(Command::new("openssl").current_dir(d).arg("req").args(p256).args([
+            "-keyout",
+            "localhost.key",
+            "-out",
+            "localhost.csr",
+            "-subj",
+            "/CN=localhost",
+        ]));
         run(Command::new("openssl").current_dir(d).args([
-            "x509", "-req", "-in", "localhost.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out",
-            "localhost.pem", "-days", "2", "-extfile", "ext.cnf",
+            "x509",
+            "-req",
+            "-in",
+            "localhost.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "localhost.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
         ]));
 
         let at = |p| SocketAddr::from(([127, 0, 0, 1], p));
@@ -93,7 +126,11 @@ impl Pebble {
         if let Some(v) = options.validity_secs {
             config["certificateValidityPeriod"] = v.into();
         }
-        std::fs::write(d.join("pebble.json"), serde_json::json!({ "pebble": config }).to_string()).unwrap();
+        std::fs::write(
+            d.join("pebble.json"),
+            serde_json::json!({ "pebble": config }).to_string(),
+        )
+        .unwrap();
 
         let challtestsrv = spawn(
             Command::new("pebble-challtestsrv").args([

@@ -34,9 +34,8 @@ fn seal_error(e: crate::sealed::SealError) -> ApiError {
 }
 
 fn json<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| {
-        ApiError::Validation(vec![schemas::problem::FieldError::new("body", e.to_string())])
-    })
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::Validation(vec![schemas::problem::FieldError::new("body", e.to_string())]))
 }
 
 pub(super) async fn state(State(state): State<AppState>) -> Result<Json<AcmeState>, ApiError> {
@@ -115,7 +114,10 @@ pub(super) async fn put_certificate(State(state): State<AppState>, body: Bytes) 
         chain_pem: cert.chain_pem,
         key_sealed,
     };
-    state.store().store_acme_certificate(stored, state.clock().now()).await?;
+    state
+        .store()
+        .store_acme_certificate(stored, state.clock().now())
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -141,8 +143,7 @@ pub(super) async fn get_account(
         .host_key()
         .open(&sealed, &account_context(&q.directory))
         .map_err(seal_error)?;
-    let credentials =
-        String::from_utf8(plain.to_vec()).map_err(|_| seal_error(crate::sealed::SealError::Malformed))?;
+    let credentials = String::from_utf8(plain.to_vec()).map_err(|_| seal_error(crate::sealed::SealError::Malformed))?;
     Ok(Json(AccountRecord {
         directory: q.directory,
         credentials,

@@ -71,12 +71,30 @@ fn corrupt(column: &'static str, value: &str) -> StoreError {
 }
 
 fn read_settings(conn: &Connection) -> Result<AcmeSettings, StoreError> {
-    type Row = (String, Option<String>, String, String, bool, Option<String>, Option<String>);
+    type Row = (
+        String,
+        Option<String>,
+        String,
+        String,
+        bool,
+        Option<String>,
+        Option<String>,
+    );
     let row: Row = conn.query_row(
         "SELECT domains, email, directory, challenge, renew_requested, last_attempt, last_error
          FROM acme_settings WHERE id = 1",
         [],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
+        |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+            ))
+        },
     )?;
     let (domains, email, directory, challenge, renew_requested, last_attempt, last_error) = row;
     Ok(AcmeSettings {
@@ -104,7 +122,10 @@ fn apply_change(tx: &Transaction<'_>, change: &AcmeSettingsChange) -> Result<(),
         tx.execute("UPDATE acme_settings SET domains = ?1 WHERE id = 1", params![json])?;
     }
     if let Some(email) = &change.email {
-        tx.execute("UPDATE acme_settings SET email = ?1 WHERE id = 1", params![email.as_str()])?;
+        tx.execute(
+            "UPDATE acme_settings SET email = ?1 WHERE id = 1",
+            params![email.as_str()],
+        )?;
     }
     if let Some(directory) = &change.directory {
         tx.execute(
@@ -128,7 +149,17 @@ fn read_cert(conn: &Connection) -> Result<Option<StoredCert>, StoreError> {
             "SELECT serial, names, issuer, not_before, not_after, chain_pem, key_sealed
              FROM acme_certificate WHERE id = 1",
             [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                ))
+            },
         )
         .optional()?;
     let Some((serial, names, issuer, not_before, not_after, chain_pem, key_sealed)) = row else {
@@ -214,8 +245,8 @@ impl Store {
     pub async fn store_acme_certificate(&self, cert: StoredCert, now: Timestamp) -> Result<(), StoreError> {
         self.db
             .write(move |tx| {
-                let names = serde_json::to_string(&cert.meta.names)
-                    .map_err(|_| corrupt("acme_certificate.names", "?"))?;
+                let names =
+                    serde_json::to_string(&cert.meta.names).map_err(|_| corrupt("acme_certificate.names", "?"))?;
                 tx.execute(
                     "INSERT INTO acme_certificate
                        (id, serial, names, issuer, not_before, not_after, chain_pem, key_sealed, stored_at)
@@ -254,7 +285,12 @@ impl Store {
     }
 
     /// Stores sealed account credentials for `directory`.
-    pub async fn store_acme_account(&self, directory: String, sealed: String, now: Timestamp) -> Result<(), StoreError> {
+    pub async fn store_acme_account(
+        &self,
+        directory: String,
+        sealed: String,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
         self.db
             .write(move |tx| {
                 tx.execute(
@@ -278,11 +314,20 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.db
             .write(move |tx| {
-                tx.execute("DELETE FROM acme_challenges WHERE expires_at < ?1", params![ts_to_sql(now)])?;
+                tx.execute(
+                    "DELETE FROM acme_challenges WHERE expires_at < ?1",
+                    params![ts_to_sql(now)],
+                )?;
                 tx.execute(
                     "INSERT INTO acme_challenges (kind, key, value, key_sealed, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)
                      ON CONFLICT (kind, key) DO UPDATE SET value = ?3, key_sealed = ?4, expires_at = ?5",
-                    params![kind.as_str(), key, answer.value, answer.key_sealed, ts_to_sql(expires_at)],
+                    params![
+                        kind.as_str(),
+                        key,
+                        answer.value,
+                        answer.key_sealed,
+                        ts_to_sql(expires_at)
+                    ],
                 )?;
                 Ok(())
             })

@@ -80,7 +80,14 @@ pub async fn run(command: Option<&str>, action: &'static str, domain: &str, valu
         })?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
-        let tail: String = stderr.chars().rev().take(300).collect::<Vec<_>>().into_iter().rev().collect();
+        let tail: String = stderr
+            .chars()
+            .rev()
+            .take(300)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
         return Err(HookError::Failed {
             action,
             domain: domain.to_owned(),

@@ -149,7 +149,11 @@ impl Issuer<'_> {
         result
     }
 
-    async fn order(&self, config: &AcmeConfig, published: &mut Vec<Published>) -> Result<StoredCertificate, IssueError> {
+    async fn order(
+        &self,
+        config: &AcmeConfig,
+        published: &mut Vec<Published>,
+    ) -> Result<StoredCertificate, IssueError> {
         let account = self.account(config).await?;
         let identifiers: Vec<Identifier> = config
             .domains
@@ -209,7 +213,10 @@ impl Issuer<'_> {
                         domain: domain.clone(),
                         value: String::new(),
                     });
-                    challenge.set_ready().await.map_err(ca("telling the CA the challenge is ready"))?;
+                    challenge
+                        .set_ready()
+                        .await
+                        .map_err(ca("telling the CA the challenge is ready"))?;
                     continue;
                 }
                 ChallengeKind::Dns01 => Published {
@@ -237,13 +244,19 @@ impl Issuer<'_> {
                     let (domain, value) = (p.domain.clone(), p.value.clone());
                     published.push(p);
                     hook::run(self.options.dns_hook.as_deref(), "set", &domain, &value).await?;
-                    challenge.set_ready().await.map_err(ca("telling the CA the challenge is ready"))?;
+                    challenge
+                        .set_ready()
+                        .await
+                        .map_err(ca("telling the CA the challenge is ready"))?;
                     continue;
                 }
                 ChallengeKind::TlsAlpn01 => {}
             }
             published.push(p);
-            challenge.set_ready().await.map_err(ca("telling the CA the challenge is ready"))?;
+            challenge
+                .set_ready()
+                .await
+                .map_err(ca("telling the CA the challenge is ready"))?;
         }
 
         let policy = RetryPolicy::new()

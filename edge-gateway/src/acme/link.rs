@@ -73,10 +73,12 @@ impl CoreLink {
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<Option<T>, LinkError> {
         let (status, body) = self.call(Method::GET, path, None).await?;
         match status {
-            StatusCode::OK => serde_json::from_slice(&body).map(Some).map_err(|source| LinkError::Parse {
-                path: path.to_owned(),
-                source,
-            }),
+            StatusCode::OK => serde_json::from_slice(&body)
+                .map(Some)
+                .map_err(|source| LinkError::Parse {
+                    path: path.to_owned(),
+                    source,
+                }),
             StatusCode::NOT_FOUND => Ok(None),
             status => Err(LinkError::Status {
                 path: path.to_owned(),
@@ -120,7 +122,9 @@ impl CoreLink {
 
     /// Records how an attempt ended.
     pub async fn report(&self, report: &AttemptReport) -> Result<(), LinkError> {
-        self.send(Method::POST, "/internal/acme/attempt", report).await.map(drop)
+        self.send(Method::POST, "/internal/acme/attempt", report)
+            .await
+            .map(drop)
     }
 
     /// The stored certificate and key.
@@ -130,18 +134,25 @@ impl CoreLink {
 
     /// Stores a new certificate and key.
     pub async fn store_certificate(&self, cert: &StoredCertificate) -> Result<(), LinkError> {
-        self.send(Method::PUT, "/internal/acme/certificate", cert).await.map(drop)
+        self.send(Method::PUT, "/internal/acme/certificate", cert)
+            .await
+            .map(drop)
     }
 
     /// The account for `directory`.
     pub async fn account(&self, directory: &str) -> Result<Option<AccountRecord>, LinkError> {
-        self.get(&format!("/internal/acme/account?directory={}", percent_encode(directory)))
-            .await
+        self.get(&format!(
+            "/internal/acme/account?directory={}",
+            percent_encode(directory)
+        ))
+        .await
     }
 
     /// Stores the account.
     pub async fn store_account(&self, account: &AccountRecord) -> Result<(), LinkError> {
-        self.send(Method::PUT, "/internal/acme/account", account).await.map(drop)
+        self.send(Method::PUT, "/internal/acme/account", account)
+            .await
+            .map(drop)
     }
 
     fn challenge_path(kind: ChallengeKind, key: &str) -> String {
