@@ -73,7 +73,7 @@ fn serve(config: &Config, secret: OriginSecret) -> anyhow::Result<()> {
                 actor: "system".into(),
                 client_addr: None,
                 request_id: None,
-                action: "settings.update".into(),
+                action: "setting.update".into(),
                 target: Some("settings (--acme-* flags)".into()),
                 outcome: schemas::api::Outcome::Success,
                 detail: None,

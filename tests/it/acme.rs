@@ -203,7 +203,7 @@ async fn tls_alpn01_configured_through_the_api() {
     let settings = wait_for_settings(&session, "the certificate", |s| s["certificate"]["serial"].is_string()).await;
     assert_status_matches(&settings, "alpn.example", &der);
     // The change was audited.
-    let (_, audit) = session.get("/api/v1/audit?action=settings.update").await;
+    let (_, audit) = session.get("/api/v1/audit?action=setting.update&actor=admin:admin").await;
     assert_eq!(audit["items"][0]["outcome"], json!("success"), "{audit}");
 }
 

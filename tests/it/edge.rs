@@ -202,6 +202,26 @@ async fn the_core_refuses_requests_that_did_not_come_through_the_edge() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_internal_acme_endpoints_are_unreachable_through_the_edge() {
+    let rampart = Rampart::start().await;
+    let c = rampart.client();
+    for (method, path) in [
+        (Method::GET, "/internal/acme/state"),
+        (Method::GET, "/internal/acme/certificate"),
+        (Method::GET, "/internal/acme/account?directory=x"),
+        (Method::POST, "/internal/acme/renew"),
+        (Method::GET, "/internal/acme/challenges/http-01/token"),
+    ] {
+        let r = c.request(method.clone(), rampart.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{method} {path}");
+    }
+    // The core answers them only with the proof.
+    let core = format!("http://{}/internal/acme/certificate", rampart.ports.core);
+    let r = reqwest::Client::new().get(core).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_and_slow_request_heads_are_cut_off() {
     let rampart = Rampart::start_with(|cmd| {
         cmd.env("RAMPART_HEADER_TIMEOUT", "1s");

@@ -61,7 +61,7 @@ pub(super) async fn request_renewal(State(state): State<AppState>) -> Result<Sta
         actor: "local:rampart-acme-renew".into(),
         client_addr: None,
         request_id: None,
-        action: "settings.acme_renew".into(),
+        action: "setting.acme_renew".into(),
         target: Some("settings".into()),
         outcome: Outcome::Success,
         detail: None,
