@@ -203,7 +203,9 @@ async fn tls_alpn01_configured_through_the_api() {
     let settings = wait_for_settings(&session, "the certificate", |s| s["certificate"]["serial"].is_string()).await;
     assert_status_matches(&settings, "alpn.example", &der);
     // The change was audited.
-    let (_, audit) = session.get("/api/v1/audit?action=setting.update&actor=admin:admin").await;
+    let (_, audit) = session
+        .get("/api/v1/audit?action=setting.update&actor=admin:admin")
+        .await;
     assert_eq!(audit["items"][0]["outcome"], json!("success"), "{audit}");
 }
 
@@ -351,4 +353,25 @@ async fn a_refused_name_is_reported_and_nothing_else_breaks() {
     assert_eq!(status, StatusCode::OK, "{body}");
     let root = pebble.issuing_root().await;
     wait_for_leaf(&rampart, &root, "fixed.example", None).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs pebble; .ci/run runs it"]
+async fn a_certificate_is_renewed_by_itself_at_two_thirds_of_its_lifetime() {
+    let (pebble, ports) = pebble_for(PebbleOptions {
+        validity_secs: Some(30),
+        ..PebbleOptions::default()
+    })
+    .await;
+    let rampart = serve(&pebble, ports, &["--acme-domain", "short.example"]).await;
+    let root = pebble.issuing_root().await;
+    let started = Instant::now();
+    let first = wait_for_leaf(&rampart, &root, "short.example", None).await;
+    let second = wait_for_leaf(&rampart, &root, "short.example", Some(&first)).await;
+    let took = started.elapsed();
+    // Due at 20 s (less up to 5% jitter), not at once and not at expiry.
+    assert!(took >= Duration::from_secs(15), "renewed too early: {took:?}");
+    assert!(took < Duration::from_secs(29), "renewed too late: {took:?}");
+    assert_ne!(first, second);
+    assert!(rampart.log().contains("two thirds of the lifetime passed"));
 }

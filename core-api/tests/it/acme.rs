@@ -19,10 +19,13 @@ async fn settings_are_admin_only_validated_and_audited() {
     assert_eq!(r.body["certificate"]["names"], json!([]));
 
     // ACME off: a renewal request is refused with the reason.
-    let r = app.call("POST", "/api/v1/settings/acme/renew", None, Some(&admin)).await;
+    let r = app
+        .call("POST", "/api/v1/settings/acme/renew", None, Some(&admin))
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 
-    let patch = json!({"acme_domains": ["VPN.Example"], "acme_directory": "letsencrypt-staging", "acme_challenge": "dns-01"});
+    let patch =
+        json!({"acme_domains": ["VPN.Example"], "acme_directory": "letsencrypt-staging", "acme_challenge": "dns-01"});
     let r = app.call("PATCH", "/api/v1/settings", Some(patch), Some(&admin)).await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     assert_eq!(r.body["acme_domains"], json!(["vpn.example"]));
@@ -36,11 +39,15 @@ async fn settings_are_admin_only_validated_and_audited() {
         json!({"acme_challenge": "tls-sni-01"}),
         json!({}),
     ] {
-        let r = app.call("PATCH", "/api/v1/settings", Some(bad.clone()), Some(&admin)).await;
+        let r = app
+            .call("PATCH", "/api/v1/settings", Some(bad.clone()), Some(&admin))
+            .await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}");
     }
 
-    let r = app.call("POST", "/api/v1/settings/acme/renew", None, Some(&admin)).await;
+    let r = app
+        .call("POST", "/api/v1/settings/acme/renew", None, Some(&admin))
+        .await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
     assert_eq!(app.last_audit().await.action, "setting.acme_renew");
 
@@ -55,7 +62,11 @@ async fn settings_are_admin_only_validated_and_audited() {
 async fn internal_endpoints_need_the_proof_and_seal_secrets() {
     let app = App::new().await;
     let r = app
-        .send(axum::http::Request::get("/internal/acme/state").body(Body::empty()).unwrap())
+        .send(
+            axum::http::Request::get("/internal/acme/state")
+                .body(Body::empty())
+                .unwrap(),
+        )
         .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 
@@ -65,21 +76,35 @@ async fn internal_endpoints_need_the_proof_and_seal_secrets() {
     let r = app.call("GET", "/internal/acme/state", None, None).await;
     assert_eq!(r.body["renew_requested"], json!(true));
     assert_eq!(r.body["config"], json!(null));
-    assert_eq!(app.call("POST", "/internal/acme/renew/take", None, None).await.body, json!(true));
-    assert_eq!(app.call("POST", "/internal/acme/renew/take", None, None).await.body, json!(false));
+    assert_eq!(
+        app.call("POST", "/internal/acme/renew/take", None, None).await.body,
+        json!(true)
+    );
+    assert_eq!(
+        app.call("POST", "/internal/acme/renew/take", None, None).await.body,
+        json!(false)
+    );
 
     // Challenge answers round-trip; keys are sealed at rest.
     let key_pem = "-----BEGIN PRIVATE KEY-----\nc2VjcmV0\n-----END PRIVATE KEY-----\n";
     let answer = json!({"value": "CERT", "key_pem": key_pem, "kind": "tls-alpn-01"});
     let path = "/internal/acme/challenges/tls-alpn-01/vpn.example";
-    assert_eq!(app.call("PUT", path, Some(answer), None).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.call("PUT", path, Some(answer), None).await.status,
+        StatusCode::NO_CONTENT
+    );
     let r = app.call("GET", path, None, None).await;
     assert_eq!(r.body["key_pem"], json!(key_pem));
     let account = json!({"directory": "https://ca.example/dir", "credentials": "{\"key_pkcs8\":\"c2VjcmV0\"}"});
     let r = app.call("PUT", "/internal/acme/account", Some(account), None).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     let r = app
-        .call("GET", "/internal/acme/account?directory=https%3A%2F%2Fca.example%2Fdir", None, None)
+        .call(
+            "GET",
+            "/internal/acme/account?directory=https%3A%2F%2Fca.example%2Fdir",
+            None,
+            None,
+        )
         .await;
     assert_eq!(r.body["credentials"], json!("{\"key_pkcs8\":\"c2VjcmV0\"}"));
     for file in ["rampart.db", "rampart.db-wal"] {
@@ -87,9 +112,14 @@ async fn internal_endpoints_need_the_proof_and_seal_secrets() {
         let text = String::from_utf8_lossy(&bytes);
         assert!(!text.contains("PRIVATE KEY") && !text.contains("key_pkcs8"), "{file}");
     }
-    assert_eq!(app.call("DELETE", path, None, None).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.call("DELETE", path, None, None).await.status,
+        StatusCode::NO_CONTENT
+    );
     assert_eq!(app.call("GET", path, None, None).await.status, StatusCode::NOT_FOUND);
     // A key that is not a token or a name is not a path the core answers.
-    let r = app.call("GET", "/internal/acme/challenges/http-01/a%2Fb", None, None).await;
+    let r = app
+        .call("GET", "/internal/acme/challenges/http-01/a%2Fb", None, None)
+        .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
