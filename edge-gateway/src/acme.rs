@@ -12,7 +12,8 @@
 //! pending renewal request and the stored certificate's serial; it installs
 //! a certificate another host (or an earlier run) stored, and issues a new
 //! one when none matches the configured names, at two thirds of the
-//! lifetime (jittered), or when asked. A failure is retried with
+//! lifetime (jittered) or inside the CA's suggested window where the CA
+//! offers ARI (RFC 9773), or when asked. A failure is retried with
 //! exponential backoff; the certificate in use stays until a new one is in.
 //!
 //! # Layout
@@ -142,8 +143,16 @@ struct RunState {
 #[derive(Debug, Clone)]
 struct Loaded {
     meta: CertMeta,
+    chain_pem: String,
     renew_at: Timestamp,
+    /// When to ask the CA for its renewal window (ARI) next; `None`: the CA
+    /// does not offer ARI.
+    ari_next: Option<Instant>,
 }
+
+/// How often the CA's renewal window is asked for again (RFC 9773 suggests
+/// following Retry-After; a few hours is within what CAs send).
+const ARI_RECHECK: Duration = Duration::from_secs(6 * 3600);
 
 impl Acme {
     /// ACME for the edge whose certificate is in `store`.
@@ -225,7 +234,7 @@ impl Acme {
             && loaded.as_ref().is_none_or(|l| l.meta.serial != meta.serial)
         {
             match self.install_stored().await {
-                Ok(Some(meta)) => *loaded = Some(loaded_from(meta)),
+                Ok(Some((meta, chain_pem))) => *loaded = Some(loaded_from(meta, chain_pem)),
                 Ok(None) => {}
                 Err(e) => tracing::warn!(error = %e, "ACME: the stored certificate cannot be used"),
             }
@@ -246,6 +255,11 @@ impl Acme {
                     false
                 }
             };
+        if let Some(l) = loaded.as_mut()
+            && covers(&l.meta, &config)
+        {
+            self.check_ari(&config, l).await;
+        }
         let why = if forced {
             Some("renewal requested")
         } else if !loaded.as_ref().is_some_and(|l| covers(&l.meta, &config)) {
@@ -280,7 +294,7 @@ impl Acme {
                 Ok(key) => {
                     self.store.replace(key);
                     tracing::info!(serial = %cert.meta.serial, not_after = %cert.meta.not_after, names = ?cert.meta.names, "ACME: new certificate in use");
-                    *loaded = Some(loaded_from(cert.meta));
+                    *loaded = Some(loaded_from(cert.meta, cert.chain_pem));
                     *failures = 0;
                     *next_try = None;
                     None
@@ -300,15 +314,44 @@ impl Acme {
         }
     }
 
+    /// Moves the renewal time into the CA's suggested window when the CA
+    /// offers ARI: a random moment inside it, as RFC 9773 asks, so that a
+    /// CA can pull renewals forward (e.g. before a mass revocation).
+    async fn check_ari(&self, config: &AcmeConfig, loaded: &mut Loaded) {
+        if loaded.ari_next.is_none_or(|t| Instant::now() < t) {
+            return;
+        }
+        let issuer = issue::Issuer {
+            link: &self.link,
+            options: &self.options,
+            store: &self.store,
+            http: &self.http,
+        };
+        match issuer.renewal_window(config, &loaded.chain_pem).await {
+            Ok(Some((start, end))) => {
+                let span = end.duration_since(start).as_secs_f64().max(0.0);
+                let pick = jiff::SignedDuration::from_secs_f64(span * rand::random::<f64>());
+                loaded.renew_at = start.checked_add(pick).unwrap_or(start);
+                loaded.ari_next = Some(Instant::now() + ARI_RECHECK);
+                tracing::info!(renew_at = %loaded.renew_at, %start, %end, "ACME: renewal moved into the CA's window (ARI)");
+            }
+            Ok(None) => loaded.ari_next = None,
+            Err(e) => {
+                loaded.ari_next = Some(Instant::now() + ARI_RECHECK);
+                tracing::debug!(error = %chain(&e), "ACME: no renewal window from the CA; keeping two thirds");
+            }
+        }
+    }
+
     /// Loads the certificate stored in the core into the store.
-    async fn install_stored(&self) -> Result<Option<CertMeta>, String> {
+    async fn install_stored(&self) -> Result<Option<(CertMeta, String)>, String> {
         let Some(stored) = self.link.certificate().await.map_err(|e| chain(&e))? else {
             return Ok(None);
         };
         let key = certs::certified_key(&stored.chain_pem, &stored.key_pem).map_err(|e| chain(&e))?;
         self.store.replace(key);
         tracing::info!(serial = %stored.meta.serial, not_after = %stored.meta.not_after, "ACME: certificate loaded from the core");
-        Ok(Some(stored.meta))
+        Ok(Some((stored.meta, stored.chain_pem)))
     }
 
     /// Loads the stored certificate once, at start (before the listeners
@@ -324,10 +367,15 @@ impl Acme {
     }
 }
 
-fn loaded_from(meta: CertMeta) -> Loaded {
+fn loaded_from(meta: CertMeta, chain_pem: String) -> Loaded {
     let renew_at = schedule::renew_at(meta.not_before, meta.not_after, rand::random::<f64>());
     tracing::info!(%renew_at, serial = %meta.serial, "ACME: renewal scheduled");
-    Loaded { meta, renew_at }
+    Loaded {
+        meta,
+        chain_pem,
+        renew_at,
+        ari_next: Some(Instant::now()),
+    }
 }
 
 /// Whether the certificate covers exactly the configured names.

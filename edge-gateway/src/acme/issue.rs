@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use instant_acme::{
-    Account, AccountCredentials, AuthorizationStatus, ChallengeType, Identifier, NewAccount, NewOrder, OrderStatus,
-    RetryPolicy,
+    Account, AccountCredentials, AuthorizationStatus, CertificateIdentifier, ChallengeType, Identifier, NewAccount,
+    NewOrder, OrderStatus, RetryPolicy,
 };
 use schemas::acme::ChallengeKind;
 use schemas::acme::internal::{AccountRecord, AcmeConfig, ChallengeAnswer, StoredCertificate};
@@ -300,6 +300,33 @@ impl Issuer<'_> {
             chain_pem,
             key_pem,
         })
+    }
+
+    /// The CA's suggested renewal window for the leaf of `chain_pem` (ARI,
+    /// RFC 9773), or `None` when the CA does not offer ARI.
+    pub(super) async fn renewal_window(
+        &self,
+        config: &AcmeConfig,
+        chain_pem: &str,
+    ) -> Result<Option<(jiff::Timestamp, jiff::Timestamp)>, IssueError> {
+        let chain = certs::chain_der(chain_pem)?;
+        let leaf = chain
+            .first()
+            .ok_or_else(|| certs::CertError::Pem("no certificate".into()))?;
+        let Ok(id) = CertificateIdentifier::try_from(leaf) else {
+            // No authority key identifier: ARI cannot name this certificate.
+            return Ok(None);
+        };
+        let account = self.account(config).await?;
+        match account.renewal_info(&id).await {
+            Ok((info, _)) => {
+                let ts = |t: time::OffsetDateTime| jiff::Timestamp::from_second(t.unix_timestamp()).ok();
+                let window = &info.suggested_window;
+                Ok(ts(window.start).zip(ts(window.end)))
+            }
+            Err(instant_acme::Error::Unsupported(_)) => Ok(None),
+            Err(e) => Err(ca("asking the CA for its renewal window (ARI)")(e)),
+        }
     }
 
     async fn withdraw(&self, p: &Published) {
