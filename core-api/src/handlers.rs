@@ -62,6 +62,8 @@ fn routes(state: AppState) -> Router {
         .route("/internal/acme/renew", post(internal_acme::request_renewal))
         .route("/internal/acme/renew/take", post(internal_acme::take_renewal))
         .route("/internal/acme/attempt", post(internal_acme::attempt))
+        .route("/internal/acme/lease", post(internal_acme::acquire_lease))
+        .route("/internal/acme/lease/release", post(internal_acme::release_lease))
         .route(
             "/internal/acme/certificate",
             get(internal_acme::get_certificate).put(internal_acme::put_certificate),

@@ -120,6 +120,8 @@ impl HttpAnswers {
 /// What the ACME task shares with the listeners.
 #[derive(Debug, Clone)]
 pub struct Acme {
+    /// This process's lease holder id.
+    holder: String,
     link: CoreLink,
     store: Arc<CertStore>,
     http: Arc<HttpAnswers>,
@@ -150,6 +152,10 @@ struct Loaded {
     ari_next: Option<Instant>,
 }
 
+/// How long one order may hold the lease: longer than an order takes
+/// (account, challenges, validation and issuance each time out sooner).
+const LEASE_SECS: u32 = 600;
+
 /// How often the CA's renewal window is asked for again (RFC 9773 suggests
 /// following Retry-After; a few hours is within what CAs send).
 const ARI_RECHECK: Duration = Duration::from_secs(6 * 3600);
@@ -158,6 +164,7 @@ impl Acme {
     /// ACME for the edge whose certificate is in `store`.
     pub fn new(link: CoreLink, store: Arc<CertStore>, options: AcmeOptions) -> Self {
         Self {
+            holder: uuid::Uuid::new_v4().simple().to_string(),
             link,
             store,
             http: Arc::new(HttpAnswers::default()),
@@ -273,6 +280,19 @@ impl Acme {
         if !forced && next_try.is_some_and(|t| Instant::now() < t) {
             return;
         }
+        // One host of a cluster orders at a time; the others install what
+        // it stores. A lease outlives a crashed holder by at most LEASE.
+        match self.link.acquire_lease(&self.holder, LEASE_SECS).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::debug!("ACME: another host is ordering; waiting for its certificate");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %chain(&e), "ACME: the core did not grant the lease");
+                return;
+            }
+        }
         tracing::info!(reason = why, domains = ?config.domains, challenge = config.challenge.as_str(), "ACME: requesting a certificate");
         let at = Timestamp::now();
         let issuer = issue::Issuer {
@@ -311,6 +331,9 @@ impl Acme {
         }
         if let Err(e) = self.link.report(&AttemptReport { at, error }).await {
             tracing::warn!(error = %chain(&e), "ACME: reporting the attempt to the core failed");
+        }
+        if let Err(e) = self.link.release_lease(&self.holder).await {
+            tracing::warn!(error = %chain(&e), "ACME: releasing the lease failed (it expires by itself)");
         }
     }
 

@@ -15,7 +15,7 @@ use axum::http::StatusCode;
 use jiff::SignedDuration;
 use schemas::acme::ChallengeKind;
 use schemas::acme::internal::{
-    AccountRecord, AcmeConfig, AcmeState, AttemptReport, ChallengeAnswer, StoredCertificate, valid_challenge_key,
+    AccountRecord, AcmeConfig, AcmeState, AttemptReport, ChallengeAnswer, Lease, StoredCertificate, valid_challenge_key,
 };
 use schemas::api::Outcome;
 use serde::Deserialize;
@@ -73,6 +73,27 @@ pub(super) async fn request_renewal(State(state): State<AppState>) -> Result<Sta
 /// The edge takes the renewal request: only one edge gets `true`.
 pub(super) async fn take_renewal(State(state): State<AppState>) -> Result<Json<bool>, ApiError> {
     Ok(Json(state.store().take_acme_renewal().await?))
+}
+
+/// Grants the right to order to one edge at a time.
+pub(super) async fn acquire_lease(State(state): State<AppState>, body: Bytes) -> Result<Json<bool>, ApiError> {
+    let lease: Lease = json(&body)?;
+    if !valid_challenge_key(&lease.holder) {
+        return Err(ApiError::Validation(vec![schemas::problem::FieldError::new(
+            "holder",
+            "must be a short token",
+        )]));
+    }
+    let now = state.clock().now();
+    let until = now + SignedDuration::from_secs(i64::from(lease.seconds.min(3600)));
+    Ok(Json(state.store().acquire_acme_lease(lease.holder, now, until).await?))
+}
+
+/// Ends an edge's lease.
+pub(super) async fn release_lease(State(state): State<AppState>, body: Bytes) -> Result<StatusCode, ApiError> {
+    let lease: Lease = json(&body)?;
+    state.store().release_acme_lease(lease.holder).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 pub(super) async fn attempt(State(state): State<AppState>, body: Bytes) -> Result<StatusCode, ApiError> {

@@ -223,6 +223,40 @@ impl Store {
             .await
     }
 
+    /// Grants `holder` the right to order until `until`, unless another
+    /// holder's lease runs past `now`. Renewing one's own lease is allowed.
+    pub async fn acquire_acme_lease(
+        &self,
+        holder: String,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.db
+            .write(move |tx| {
+                let n = tx.execute(
+                    "UPDATE acme_settings SET lease_holder = ?1, lease_until = ?3
+                     WHERE id = 1 AND (lease_holder IS NULL OR lease_holder = ?1 OR lease_until < ?2)",
+                    params![holder, ts_to_sql(now), ts_to_sql(until)],
+                )?;
+                Ok(n == 1)
+            })
+            .await
+    }
+
+    /// Ends `holder`'s lease (another holder's stays).
+    pub async fn release_acme_lease(&self, holder: String) -> Result<(), StoreError> {
+        self.db
+            .write(move |tx| {
+                tx.execute(
+                    "UPDATE acme_settings SET lease_holder = NULL, lease_until = NULL
+                     WHERE id = 1 AND lease_holder = ?1",
+                    params![holder],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
     /// Records how an issuance attempt ended.
     pub async fn record_acme_attempt(&self, at: Timestamp, error: Option<String>) -> Result<(), StoreError> {
         self.db

@@ -91,7 +91,11 @@ CREATE TABLE acme_settings (
     challenge       TEXT NOT NULL CHECK (challenge IN ('http-01', 'tls-alpn-01', 'dns-01')),
     renew_requested INTEGER NOT NULL DEFAULT 0 CHECK (renew_requested IN (0, 1)),
     last_attempt    TEXT,
-    last_error      TEXT
+    last_error      TEXT,
+    -- Which edge may order now, until when: two hosts of a cluster that
+    -- find renewal due at the same moment must not both order.
+    lease_holder    TEXT,
+    lease_until     TEXT
 ) STRICT;
 INSERT INTO acme_settings (id, directory, challenge)
 VALUES (1, 'https://acme-v02.api.letsencrypt.org/directory', 'http-01');

@@ -123,3 +123,37 @@ async fn internal_endpoints_need_the_proof_and_seal_secrets() {
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn one_edge_at_a_time_holds_the_ordering_lease() {
+    let app = App::new().await;
+    let take = |holder: &'static str, seconds: u32| {
+        let app = &app;
+        async move {
+            app.call(
+                "POST",
+                "/internal/acme/lease",
+                Some(json!({"holder": holder, "seconds": seconds})),
+                None,
+            )
+            .await
+            .body
+        }
+    };
+    assert_eq!(take("edge-a", 600).await, json!(true));
+    assert_eq!(take("edge-b", 600).await, json!(false), "held by another edge");
+    assert_eq!(take("edge-a", 600).await, json!(true), "the holder may renew its lease");
+    let r = app
+        .call(
+            "POST",
+            "/internal/acme/lease/release",
+            Some(json!({"holder": "edge-a"})),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_eq!(take("edge-b", 600).await, json!(true));
+    // An expired lease (a crashed holder) is free again.
+    app.clock.advance(jiff::SignedDuration::from_secs(601));
+    assert_eq!(take("edge-a", 600).await, json!(true));
+}

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
 use schemas::acme::ChallengeKind;
-use schemas::acme::internal::{AccountRecord, AcmeState, AttemptReport, ChallengeAnswer, StoredCertificate};
+use schemas::acme::internal::{AccountRecord, AcmeState, AttemptReport, ChallengeAnswer, Lease, StoredCertificate};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -118,6 +118,32 @@ impl CoreLink {
             path: path.into(),
             source,
         })
+    }
+
+    /// Asks for the right to order for `seconds`; `false`: another host
+    /// holds it.
+    pub async fn acquire_lease(&self, holder: &str, seconds: u32) -> Result<bool, LinkError> {
+        let path = "/internal/acme/lease";
+        let lease = Lease {
+            holder: holder.to_owned(),
+            seconds,
+        };
+        let body = self.send(Method::POST, path, &lease).await?;
+        serde_json::from_slice(&body).map_err(|source| LinkError::Parse {
+            path: path.into(),
+            source,
+        })
+    }
+
+    /// Gives the right to order back.
+    pub async fn release_lease(&self, holder: &str) -> Result<(), LinkError> {
+        let lease = Lease {
+            holder: holder.to_owned(),
+            seconds: 0,
+        };
+        self.send(Method::POST, "/internal/acme/lease/release", &lease)
+            .await
+            .map(drop)
     }
 
     /// Records how an attempt ended.

@@ -112,3 +112,15 @@ pub fn valid_challenge_key(key: &str) -> bool {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
 }
+
+/// `POST /internal/acme/lease` and `/internal/acme/lease/release`: the
+/// right to order for a while, so two hosts do not order at once.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lease {
+    /// Who asks: a random id per edge process.
+    pub holder: String,
+    /// For how long, in seconds (acquire only; at most an hour).
+    #[serde(default)]
+    pub seconds: u32,
+}
