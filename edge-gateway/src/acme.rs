@@ -81,10 +81,20 @@ pub struct HttpAnswers {
     entries: Mutex<HashMap<String, (Option<String>, Instant)>>,
 }
 
+/// The most cached answers: lookups of made-up tokens on port 80 must not
+/// grow memory without bound.
+const HTTP_CACHE_MAX: usize = 4096;
+
 impl HttpAnswers {
     fn insert(&self, token: &str, answer: Option<String>) {
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        entries.retain(|_, (_, at)| at.elapsed() < Duration::from_secs(600));
+        if entries.len() >= HTTP_CACHE_MAX {
+            // Absences first: they are only a cache; then anything old.
+            entries.retain(|_, (answer, at)| answer.is_some() && at.elapsed() < Duration::from_secs(600));
+        }
+        if entries.len() >= HTTP_CACHE_MAX {
+            entries.clear();
+        }
         entries.insert(token.to_owned(), (answer, Instant::now()));
     }
 
@@ -111,8 +121,7 @@ impl HttpAnswers {
                 None
             }
         };
-        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        entries.insert(token.to_owned(), (answer.clone(), Instant::now()));
+        self.insert(token, answer.clone());
         answer
     }
 }
@@ -410,4 +419,21 @@ fn covers(meta: &CertMeta, config: &AcmeConfig) -> bool {
     want.sort_unstable();
     want.dedup();
     have == want
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_http01_cache_is_bounded_and_keeps_live_answers() {
+        let answers = HttpAnswers::default();
+        answers.insert("mine", Some("mine.thumb".into()));
+        for i in 0..3 * HTTP_CACHE_MAX {
+            answers.insert(&format!("made-up-{i}"), None);
+        }
+        let entries = answers.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        assert!(entries.len() <= HTTP_CACHE_MAX);
+        assert!(entries.get("mine").is_some_and(|(a, _)| a.is_some()));
+    }
 }
