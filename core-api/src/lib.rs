@@ -10,7 +10,10 @@
 //! - [`config`]: the process's flags; [`shutdown`]: what ends it (signals,
 //!   end-of-file on standard input). `main.rs` only wires these to [`run`].
 //! - [`server`]: [`run`], a connection-bounded server on a given listener.
-//! - `handlers`: the axum router ([`router`]) and one module per resource.
+//! - `handlers`: the axum router ([`router`]) and one module per resource;
+//!   `handlers::internal_acme` is the loopback edge↔core ACME protocol
+//!   (`/internal/acme/...`, not in the public route table, origin proof
+//!   only; see `docs/design.md`).
 //! - `gate`: the middleware in front of every handler: origin proof, route
 //!   lookup, session, CSRF, role, the request span, and the audit entry of
 //!   every state change that a handler did not record itself.
