@@ -380,3 +380,33 @@ async fn a_certificate_is_renewed_by_itself_at_two_thirds_of_its_lifetime() {
     assert_ne!(first, second);
     assert!(rampart.log().contains("two thirds of the lifetime passed"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs pebble; .ci/run runs it"]
+async fn a_failed_challenge_names_the_challenge_and_what_the_ca_answered() {
+    // Pebble validates HTTP-01 on a port where nothing listens.
+    let ports = Ports::fresh();
+    let pebble = Pebble::start(PebbleOptions {
+        http_port: harness::free_port(),
+        tls_port: ports.https.port(),
+        ..PebbleOptions::default()
+    })
+    .await;
+    let rampart = serve(&pebble, ports, &["--acme-domain", "unreachable.example"]).await;
+    let session = Session::admin(&rampart).await;
+    let settings = wait_for_settings(&session, "an error", |s| s["certificate"]["last_error"].is_string()).await;
+    let error = settings["certificate"]["last_error"].as_str().unwrap();
+    assert!(
+        error.starts_with("http-01 challenge for unreachable.example failed: the CA answered:"),
+        "{error}"
+    );
+    assert!(
+        error.contains("urn:ietf:params:acme:error:"),
+        "the CA's problem type: {error}"
+    );
+    assert!(
+        rampart
+            .log()
+            .contains("http-01 challenge for unreachable.example failed")
+    );
+}
