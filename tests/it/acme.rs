@@ -410,3 +410,55 @@ async fn a_failed_challenge_names_the_challenge_and_what_the_ca_answered() {
             .contains("http-01 challenge for unreachable.example failed")
     );
 }
+
+/// Cluster: a second edge on the same core (database). The CA validates at
+/// the second edge's port while the first edge's order is running; the
+/// second answers from the database, and then presents the certificate the
+/// first stored. (The second cannot order itself: it does not trust
+/// pebble's listener, so its attempts fail and the lease passes to the first.)
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs pebble; .ci/run runs it"]
+async fn a_second_host_answers_the_challenge_and_presents_the_certificate() {
+    let (a, b) = (Ports::fresh(), Ports::fresh());
+    let pebble = Pebble::start(PebbleOptions {
+        http_port: b.http.port(),
+        tls_port: b.https.port(),
+        ..PebbleOptions::default()
+    })
+    .await;
+    let rampart = serve(&pebble, a, &["--acme-domain", "cluster.example"]).await;
+    let state = harness::TempDir::new("rampart-edge-b");
+    let mut edge_b = std::process::Command::new(harness::bin("rampart-edge"))
+        .arg("--state-dir")
+        .arg(state.path())
+        .arg("--origin-secret-file")
+        .arg(rampart.data_dir.join("origin-secret"))
+        .args(["--core-addr", &rampart.ports.core.to_string()])
+        .args(["--http-addr", &b.http.to_string(), "--https-addr", &b.https.to_string()])
+        .env("RAMPART_ACME_POLL", "1s")
+        .env("RAMPART_ACME_RETRY", "1s")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let root = pebble.issuing_root().await;
+    let from_a = wait_for_leaf(&rampart, &root, "cluster.example", None).await;
+    // Edge B presents the same certificate, chained to the CA's root.
+    let url = format!("https://cluster.example:{}/healthz", b.https.port());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let from_b = loop {
+        if let Ok(der) = leaf(&verified_client(&root, "cluster.example", b.https), &url).await {
+            break der;
+        }
+        assert!(Instant::now() < deadline, "edge B never presented the certificate");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let _ = edge_b.kill();
+    let _ = edge_b.wait();
+    assert_eq!(from_a, from_b);
+    assert!(
+        rampart.log().contains("ACME: new certificate in use"),
+        "edge A ordered it"
+    );
+}
