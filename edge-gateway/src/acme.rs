@@ -263,20 +263,13 @@ impl Acme {
             *next_try = None;
             *last_config = Some(config.clone());
         }
-        let forced = state.renew_requested
-            && match self.link.take_renewal().await {
-                Ok(taken) => taken,
-                Err(e) => {
-                    tracing::warn!(error = %chain(&e), "ACME: taking the renewal request failed");
-                    false
-                }
-            };
         if let Some(l) = loaded.as_mut()
             && covers(&l.meta, &config)
         {
             self.check_ari(&config, l).await;
         }
-        let why = if forced {
+        let requested = state.renew_requested;
+        let why = if requested {
             Some("renewal requested")
         } else if !loaded.as_ref().is_some_and(|l| covers(&l.meta, &config)) {
             Some("no certificate for the configured names")
@@ -285,12 +278,14 @@ impl Acme {
         } else {
             None
         };
-        let Some(why) = why else { return };
-        if !forced && next_try.is_some_and(|t| Instant::now() < t) {
+        let Some(mut why) = why else { return };
+        if !requested && next_try.is_some_and(|t| Instant::now() < t) {
             return;
         }
         // One host of a cluster orders at a time; the others install what
-        // it stores. A lease outlives a crashed holder by at most LEASE.
+        // it stores. A lease outlives a crashed holder by at most
+        // LEASE_SECS. It is taken before the renewal request, so a request
+        // is never consumed by a host that then may not order.
         match self.link.acquire_lease(&self.holder, LEASE_SECS).await {
             Ok(true) => {}
             Ok(false) => {
@@ -300,6 +295,26 @@ impl Acme {
             Err(e) => {
                 tracing::warn!(error = %chain(&e), "ACME: the core did not grant the lease");
                 return;
+            }
+        }
+        if requested {
+            let taken = match self.link.take_renewal().await {
+                Ok(taken) => taken,
+                Err(e) => {
+                    tracing::warn!(error = %chain(&e), "ACME: taking the renewal request failed");
+                    false
+                }
+            };
+            let still_due = !loaded.as_ref().is_some_and(|l| covers(&l.meta, &config))
+                || loaded.as_ref().is_some_and(|l| Timestamp::now() >= l.renew_at);
+            // Another host took the request: order only if due anyway.
+            let order_anyway = still_due && next_try.is_none_or(|t| Instant::now() >= t);
+            if !(taken || order_anyway) {
+                self.release().await;
+                return;
+            }
+            if !taken {
+                why = "due (the renewal request went to another host)";
             }
         }
         tracing::info!(reason = why, domains = ?config.domains, challenge = config.challenge.as_str(), "ACME: requesting a certificate");
@@ -341,6 +356,11 @@ impl Acme {
         if let Err(e) = self.link.report(&AttemptReport { at, error }).await {
             tracing::warn!(error = %chain(&e), "ACME: reporting the attempt to the core failed");
         }
+        self.release().await;
+    }
+
+    /// Gives the ordering lease back.
+    async fn release(&self) {
         if let Err(e) = self.link.release_lease(&self.holder).await {
             tracing::warn!(error = %chain(&e), "ACME: releasing the lease failed (it expires by itself)");
         }
