@@ -289,3 +289,56 @@ pub struct RenewRequested {
     /// Always true: an edge picks the request up within seconds.
     pub renew_requested: bool,
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn domain_names() {
+        assert_eq!(
+            "VPN.Example.com".parse::<DomainName>().unwrap().as_str(),
+            "vpn.example.com"
+        );
+        assert!("localhost".parse::<DomainName>().is_ok());
+        for bad in [
+            "",
+            "*.example.com",
+            "a..b",
+            "-a.example",
+            "a-.example",
+            "a_b.example",
+            "192.0.2.1",
+            "x.123",
+            "a b",
+        ] {
+            assert!(bad.parse::<DomainName>().is_err(), "{bad:?}");
+        }
+        assert!(format!("{}.example", "a".repeat(64)).parse::<DomainName>().is_err());
+    }
+
+    #[test]
+    fn directories_and_challenges() {
+        assert_eq!("letsencrypt".parse::<DirectoryUrl>().unwrap().as_str(), LETSENCRYPT);
+        assert_eq!(
+            "letsencrypt-staging".parse::<DirectoryUrl>().unwrap().as_str(),
+            LETSENCRYPT_STAGING
+        );
+        assert!("https://localhost:14000/dir".parse::<DirectoryUrl>().is_ok());
+        for bad in [
+            "http://ca.example/dir",
+            "https://",
+            "https:///x",
+            "https://a b",
+            "ftp://x",
+        ] {
+            assert!(bad.parse::<DirectoryUrl>().is_err(), "{bad:?}");
+        }
+        for kind in [ChallengeKind::Http01, ChallengeKind::TlsAlpn01, ChallengeKind::Dns01] {
+            assert_eq!(kind.as_str().parse::<ChallengeKind>().unwrap(), kind);
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
+        }
+        assert!("tls-sni-01".parse::<ChallengeKind>().is_err());
+    }
+}
