@@ -37,8 +37,8 @@ pub struct ServeArgs {
     #[arg(long, env = "RAMPART_BIN_DIR")]
     pub bin_dir: Option<PathBuf>,
 
-    /// ACME settings, passed on to the core (names, contact, CA, challenge)
-    /// and the edge (CA root, DNS hook).
+    /// ACME settings, passed on to the core (names, contact, CA, challenge,
+    /// DNS hook) and the edge (CA root).
     #[command(flatten)]
     pub acme: AcmeArgs,
 }
@@ -89,6 +89,9 @@ impl AcmeArgs {
         if let Some(challenge) = self.challenge {
             out.extend(["--acme-challenge".into(), challenge.as_str().into()]);
         }
+        if let Some(hook) = &self.dns_hook {
+            out.extend(["--acme-dns-hook".into(), hook.into()]);
+        }
         out
     }
 
@@ -97,9 +100,6 @@ impl AcmeArgs {
         let mut out = Vec::new();
         if let Some(root) = &self.ca_root {
             out.extend(["--acme-ca-root".into(), root.clone().into_os_string()]);
-        }
-        if let Some(hook) = &self.dns_hook {
-            out.extend(["--acme-dns-hook".into(), hook.into()]);
         }
         out
     }

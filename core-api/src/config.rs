@@ -46,6 +46,11 @@ pub struct Config {
     /// ACME: `http-01` (default), `tls-alpn-01` or `dns-01`.
     #[arg(long, env = "RAMPART_ACME_CHALLENGE")]
     pub acme_challenge: Option<schemas::acme::ChallengeKind>,
+
+    /// ACME DNS-01: a command called as `CMD set|clear <domain> <txt-value>`
+    /// to set or remove the TXT record `_acme-challenge.<domain>`.
+    #[arg(long, env = "RAMPART_ACME_DNS_HOOK")]
+    pub acme_dns_hook: Option<String>,
 }
 
 /// A configuration the core refuses (exit status 64).

@@ -24,10 +24,12 @@
 //!   the first-admin token file.
 //! - [`store`]: all SQL, behind plain async methods; [`audit`]: the hash
 //!   chain and [`verify_chain`], which also works offline on a database file.
+//! - [`acme_hook`]: the DNS-01 hook command, run for the edge.
 //! - [`sealed`]: secrets at rest, sealed under the host key;
 //!   [`crypto`]: tokens, digests, argon2id; [`secret`]: the origin secret;
 //!   [`clock`]: "now", replaceable in tests.
 
+pub mod acme_hook;
 pub mod audit;
 mod auth;
 pub mod clock;

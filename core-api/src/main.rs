@@ -67,6 +67,9 @@ fn serve(config: &Config, secret: OriginSecret) -> anyhow::Result<()> {
         let state = AppState::open(&config.data_dir, secret)
             .await
             .with_context(|| format!("failed to open the data directory {}", config.data_dir.display()))?;
+        if let Some(hook) = &config.acme_dns_hook {
+            state.set_acme_dns_hook(hook.clone());
+        }
         if let Some(change) = config.acme_change() {
             let record = core_api::audit::AuditRecord {
                 time: state.clock().now(),

@@ -20,11 +20,9 @@
 //! - [`link`]: typed calls to the core.
 //! - [`issue`]: one issuance with instant-acme.
 //! - [`certs`]: PEM and X.509 helpers, the TLS-ALPN-01 certificate.
-//! - [`hook`]: the DNS-01 hook command.
 //! - [`schedule`]: renewal time and backoff.
 
 pub mod certs;
-pub mod hook;
 pub mod issue;
 pub mod link;
 pub mod schedule;
@@ -51,8 +49,6 @@ pub struct AcmeOptions {
     pub retry_base: Duration,
     /// A PEM root to trust for the CA's directory (test CAs).
     pub ca_root: Option<PathBuf>,
-    /// The DNS-01 hook command.
-    pub dns_hook: Option<String>,
 }
 
 /// Formats an error with its sources, for status messages and logs.

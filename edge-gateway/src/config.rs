@@ -78,11 +78,6 @@ pub struct EdgeConfig {
     /// (a private or test CA). Default: the system's roots.
     #[arg(long, env = "RAMPART_ACME_CA_ROOT")]
     pub acme_ca_root: Option<PathBuf>,
-
-    /// The DNS-01 hook, called as `CMD set|clear <domain> <txt-value>` to
-    /// set or remove the TXT record `_acme-challenge.<domain>`.
-    #[arg(long, env = "RAMPART_ACME_DNS_HOOK")]
-    pub acme_dns_hook: Option<String>,
 }
 
 /// Parses `500ms`, `10s`, `2m` or a bare number of seconds.

@@ -86,7 +86,6 @@ impl BoundEdge {
                 poll: config.acme_poll,
                 retry_base: config.acme_retry,
                 ca_root: config.acme_ca_root.clone(),
-                dns_hook: config.acme_dns_hook.clone(),
             },
         );
         // An ACME certificate from the core replaces the local one before

@@ -462,3 +462,37 @@ async fn a_second_host_answers_the_challenge_and_presents_the_certificate() {
         "edge A ordered it"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs pebble; .ci/run runs it"]
+async fn a_failing_dns_hook_is_reported_with_its_output() {
+    let (pebble, ports) = pebble_for(PebbleOptions::default()).await;
+    let dir = harness::TempDir::new("rampart-hook");
+    let hook = dir.path().join("hook");
+    std::fs::write(&hook, "#!/bin/sh\necho \"no API token for $2\" >&2\nexit 3\n").unwrap();
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let rampart = serve(
+        &pebble,
+        ports,
+        &[
+            "--acme-domain",
+            "hook.example",
+            "--acme-challenge",
+            "dns-01",
+            "--acme-dns-hook",
+            hook.to_str().unwrap(),
+        ],
+    )
+    .await;
+    let session = Session::admin(&rampart).await;
+    let settings = wait_for_settings(&session, "an error", |s| s["certificate"]["last_error"].is_string()).await;
+    let error = settings["certificate"]["last_error"].as_str().unwrap();
+    assert!(
+        error.starts_with("dns-01 challenge for hook.example: setting the TXT record failed:"),
+        "{error}"
+    );
+    assert!(
+        error.contains("no API token for hook.example"),
+        "the hook's own words: {error}"
+    );
+}

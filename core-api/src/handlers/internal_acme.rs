@@ -229,6 +229,13 @@ pub(super) async fn put_challenge(
 ) -> Result<StatusCode, ApiError> {
     let (kind, key) = challenge_path(&kind, &key)?;
     let answer: ChallengeAnswer = json(&body)?;
+    if kind == ChallengeKind::Dns01 {
+        // Answered only once the record is set: the edge tells the CA to
+        // check right after this call returns.
+        crate::acme_hook::run(state.acme_dns_hook(), "set", &key, &answer.value)
+            .await
+            .map_err(|e| ApiError::Upstream(e.to_string()))?;
+    }
     let key_sealed = answer
         .key_pem
         .map(|pem| state.host_key().seal(pem.as_bytes(), &challenge_context(kind, &key)));
@@ -249,6 +256,16 @@ pub(super) async fn delete_challenge(
     Path((kind, key)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let (kind, key) = challenge_path(&kind, &key)?;
+    if kind == ChallengeKind::Dns01
+        && let Some(stored) = state
+            .store()
+            .acme_challenge(kind, key.clone(), state.clock().now())
+            .await?
+        && let Err(e) = crate::acme_hook::run(state.acme_dns_hook(), "clear", &key, &stored.value).await
+    {
+        // The stale record does no harm; the row goes anyway.
+        tracing::warn!(error = %e, "ACME: the DNS hook could not clear the record");
+    }
     state.store().delete_acme_challenge(kind, key).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -14,7 +14,6 @@ use schemas::acme::ChallengeKind;
 use schemas::acme::internal::{AccountRecord, AcmeConfig, ChallengeAnswer, StoredCertificate};
 
 use super::certs;
-use super::hook;
 use super::link::{CoreLink, LinkError};
 use super::{AcmeOptions, HttpAnswers, chain};
 use crate::tls::CertStore;
@@ -55,9 +54,14 @@ pub enum IssueError {
         /// The name.
         domain: String,
     },
-    /// The DNS hook failed.
-    #[error(transparent)]
-    Hook(#[from] hook::HookError),
+    /// Publishing the DNS-01 record failed (the core's DNS hook).
+    #[error("dns-01 challenge for {domain}: setting the TXT record failed: {detail}")]
+    DnsHook {
+        /// The name.
+        domain: String,
+        /// What the core said.
+        detail: String,
+    },
     /// A certificate is unusable.
     #[error("certificate: {0}")]
     Cert(#[from] certs::CertError),
@@ -226,30 +230,36 @@ impl Issuer<'_> {
                     value: key_auth.dns_value(),
                 },
             };
-            self.link
-                .put_challenge(
-                    &p.key,
-                    &ChallengeAnswer {
-                        value: p.value.clone(),
-                        key_pem: None,
-                        kind,
-                    },
-                )
-                .await?;
+            let answer = ChallengeAnswer {
+                value: p.value.clone(),
+                key_pem: None,
+                kind,
+            };
+            // For DNS-01 the core runs the hook before it answers, so a
+            // failure here is usually the hook's: say so.
+            let put = self.link.put_challenge(&p.key, &answer).await;
+            if kind == ChallengeKind::Dns01 {
+                published.push(Published {
+                    kind,
+                    key: p.key.clone(),
+                    domain: p.domain.clone(),
+                    value: p.value.clone(),
+                });
+                put.map_err(|e| IssueError::DnsHook {
+                    domain: p.domain.clone(),
+                    detail: crate::acme::chain(&e),
+                })?;
+                challenge
+                    .set_ready()
+                    .await
+                    .map_err(ca("telling the CA the challenge is ready"))?;
+                continue;
+            }
+            put?;
             match kind {
                 ChallengeKind::Http01 => self.http.insert(&p.key, Some(p.value.clone())),
-                ChallengeKind::Dns01 => {
-                    // Pushed before the hook runs so a failing hook still
-                    // gets its `clear`.
-                    let (domain, value) = (p.domain.clone(), p.value.clone());
-                    published.push(p);
-                    hook::run(self.options.dns_hook.as_deref(), "set", &domain, &value).await?;
-                    challenge
-                        .set_ready()
-                        .await
-                        .map_err(ca("telling the CA the challenge is ready"))?;
-                    continue;
-                }
+                // The core ran the DNS hook before answering the PUT.
+                ChallengeKind::Dns01 => {}
                 ChallengeKind::TlsAlpn01 => {}
             }
             published.push(p);
@@ -333,11 +343,8 @@ impl Issuer<'_> {
         match p.kind {
             ChallengeKind::Http01 => self.http.insert(&p.key, None),
             ChallengeKind::TlsAlpn01 => self.store.remove_challenge(&p.domain),
-            ChallengeKind::Dns01 => {
-                if let Err(e) = hook::run(self.options.dns_hook.as_deref(), "clear", &p.domain, &p.value).await {
-                    tracing::warn!(error = %chain(&e), "ACME: clearing the DNS-01 record failed");
-                }
-            }
+            // The core runs the DNS hook's `clear` when the answer goes.
+            ChallengeKind::Dns01 => {}
         }
         if let Err(e) = self.link.delete_challenge(p.kind, &p.key).await {
             tracing::warn!(error = %chain(&e), "ACME: withdrawing a challenge answer failed");

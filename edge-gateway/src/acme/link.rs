@@ -18,12 +18,14 @@ pub enum LinkError {
     #[error(transparent)]
     Forward(#[from] ForwardError),
     /// The core answered with an unexpected status.
-    #[error("the core answered {status} to {path}")]
+    #[error("the core answered {status} to {path}{}", detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default())]
     Status {
         /// The path.
         path: String,
         /// The status.
         status: StatusCode,
+        /// The problem document's detail, if any (e.g. the DNS hook's error).
+        detail: Option<String>,
     },
     /// The answer did not parse.
     #[error("the core's answer to {path} did not parse")]
@@ -40,6 +42,13 @@ pub enum LinkError {
 #[derive(Debug, Clone)]
 pub struct CoreLink {
     core: CoreClient,
+}
+
+/// The `detail` of a problem document, short, for error messages.
+fn problem_detail(body: &[u8]) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let detail = value.get("detail")?.as_str()?;
+    Some(detail.chars().take(500).collect())
 }
 
 fn percent_encode(text: &str) -> String {
@@ -83,6 +92,7 @@ impl CoreLink {
             status => Err(LinkError::Status {
                 path: path.to_owned(),
                 status,
+                detail: problem_detail(&body),
             }),
         }
     }
@@ -97,6 +107,7 @@ impl CoreLink {
             return Err(LinkError::Status {
                 path: path.to_owned(),
                 status,
+                detail: problem_detail(&body),
             });
         }
         Ok(body)
@@ -107,6 +118,7 @@ impl CoreLink {
         self.get("/internal/acme/state").await?.ok_or(LinkError::Status {
             path: "/internal/acme/state".into(),
             status: StatusCode::NOT_FOUND,
+            detail: None,
         })
     }
 
@@ -200,9 +212,10 @@ impl CoreLink {
     /// Withdraws a challenge answer.
     pub async fn delete_challenge(&self, kind: ChallengeKind, key: &str) -> Result<(), LinkError> {
         let path = Self::challenge_path(kind, key);
-        let (status, _) = self.call(Method::DELETE, &path, None).await?;
+        let (status, body) = self.call(Method::DELETE, &path, None).await?;
         if !status.is_success() {
-            return Err(LinkError::Status { path, status });
+            let detail = problem_detail(&body);
+            return Err(LinkError::Status { path, status, detail });
         }
         Ok(())
     }

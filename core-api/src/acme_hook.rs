@@ -1,9 +1,14 @@
 //! The DNS-01 hook: an operator's command, run as
 //! `CMD set <domain> <txt-value>` before the CA checks and
 //! `CMD clear <domain> <txt-value>` afterwards. The record to set is
-//! `_acme-challenge.<domain>` (TXT). The command comes from the edge's own
-//! flags, never from the API: a setting an admin could change over the API
-//! must not be a command line.
+//! `_acme-challenge.<domain>` (TXT).
+//!
+//! The core runs it, not the edge: the edge must never execute anything
+//! (its sandbox will forbid it), while the core already starts processes.
+//! The edge publishes the DNS-01 value through `/internal/acme/challenges`,
+//! and that call returns once the hook did. The command comes from the
+//! core's flags, never from the API: a setting an admin could change over
+//! the API must not be a command line.
 
 use std::process::Stdio;
 use std::time::Duration;
