@@ -128,6 +128,9 @@ pub enum ConfigError {
     /// The core would be reachable from the network.
     #[error("--core-addr {0} is not a loopback address: the core must only listen on loopback (127.0.0.0/8 or ::1)")]
     CoreNotLoopback(SocketAddr),
+    /// `--acme-ca-root` does not name a PEM certificate file.
+    #[error("--acme-ca-root {0}: not a readable PEM certificate file")]
+    AcmeCaRoot(PathBuf),
     /// The current directory or the program's location is unknown.
     #[error("cannot resolve {what}: {source}")]
     Path {
@@ -144,6 +147,12 @@ impl ServeArgs {
     pub fn resolve(self, is_root: bool) -> Result<ServeConfig, ConfigError> {
         if !self.core_addr.ip().is_loopback() {
             return Err(ConfigError::CoreNotLoopback(self.core_addr));
+        }
+        if let Some(root) = &self.acme.ca_root {
+            let pem = fs::read_to_string(root).unwrap_or_default();
+            if !pem.contains("-----BEGIN CERTIFICATE-----") {
+                return Err(ConfigError::AcmeCaRoot(root.clone()));
+            }
         }
         let (dir, http, https) = if is_root {
             ("/var/lib/rampart", 80, 443)

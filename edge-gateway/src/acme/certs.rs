@@ -64,6 +64,13 @@ pub fn meta(chain_pem: &str) -> Result<CertMeta, CertError> {
     })
 }
 
+/// Checks that `path` holds at least one PEM certificate (`--acme-ca-root`),
+/// so a wrong path is refused at start rather than at the first order.
+pub fn check_root(path: &std::path::Path) -> Result<(), CertError> {
+    let text = std::fs::read_to_string(path).map_err(|e| CertError::Pem(format!("{}: {e}", path.display())))?;
+    chain_der(&text).map(drop)
+}
+
 /// A key rustls can present, from a PEM chain and PEM private key.
 pub fn certified_key(chain_pem: &str, key_pem: &str) -> Result<Arc<CertifiedKey>, CertError> {
     let chain = chain_der(chain_pem)?;
