@@ -241,6 +241,7 @@ impl Acme {
             next_try,
             config: last_config,
         } = run;
+        let polled_serial = state.certificate.as_ref().map(|m| m.serial.clone());
         // A certificate stored by another host or an earlier run.
         if let Some(meta) = &state.certificate
             && loaded.as_ref().is_none_or(|l| l.meta.serial != meta.serial)
@@ -292,6 +293,15 @@ impl Acme {
                 tracing::warn!(error = %chain(&e), "ACME: the core did not grant the lease");
                 return;
             }
+        }
+        // Another host may have stored a certificate since this poll, and
+        // released the lease just now: install that one instead.
+        if let Ok(fresh) = self.link.state().await
+            && fresh.certificate.map(|m| m.serial) != polled_serial
+            && !fresh.renew_requested
+        {
+            self.release().await;
+            return;
         }
         if requested {
             let taken = match self.link.take_renewal().await {
