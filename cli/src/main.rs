@@ -24,10 +24,19 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run Rampart: the core and the edge, supervised.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Check or export the audit log, offline, from the database file.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// ACME certificate commands.
+    #[command(subcommand)]
+    Acme(AcmeCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AcmeCommand {
+    /// Ask the running instance to renew its certificate now.
+    Renew(rampart_cli::acme::RenewArgs),
 }
 
 fn main() -> ExitCode {
@@ -59,8 +68,15 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Acme(AcmeCommand::Renew(args)) => match rampart_cli::acme::renew(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!("{e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Serve(args) => {
-            let config = match args.resolve(is_root) {
+            let config = match (*args).resolve(is_root) {
                 Ok(config) => config,
                 Err(e) => {
                     tracing::error!("{e}");
@@ -97,10 +113,14 @@ fn core_spec(config: &ServeConfig) -> ChildSpec {
     ChildSpec {
         name: "core",
         program: config.bin_dir.join("rampart-core"),
-        args: args(&[
-            ("--listen", config.core_addr.to_string().into()),
-            ("--data-dir", config.data_dir.clone().into()),
-        ]),
+        args: [
+            args(&[
+                ("--listen", config.core_addr.to_string().into()),
+                ("--data-dir", config.data_dir.clone().into()),
+            ]),
+            config.acme.core_args(),
+        ]
+        .concat(),
     }
 }
 
@@ -108,12 +128,16 @@ fn edge_spec(config: &ServeConfig) -> ChildSpec {
     ChildSpec {
         name: "edge",
         program: config.bin_dir.join("rampart-edge"),
-        args: args(&[
-            ("--http-addr", config.http_addr.to_string().into()),
-            ("--https-addr", config.https_addr.to_string().into()),
-            ("--core-addr", config.core_addr.to_string().into()),
-            ("--state-dir", config.edge_state_dir().into()),
-        ]),
+        args: [
+            args(&[
+                ("--http-addr", config.http_addr.to_string().into()),
+                ("--https-addr", config.https_addr.to_string().into()),
+                ("--core-addr", config.core_addr.to_string().into()),
+                ("--state-dir", config.edge_state_dir().into()),
+            ]),
+            config.acme.edge_args(),
+        ]
+        .concat(),
     }
 }
 

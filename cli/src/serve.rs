@@ -36,6 +36,73 @@ pub struct ServeArgs {
     /// program.
     #[arg(long, env = "RAMPART_BIN_DIR")]
     pub bin_dir: Option<PathBuf>,
+
+    /// ACME settings, passed on to the core (names, contact, CA, challenge,
+    /// DNS hook) and the edge (CA root).
+    #[command(flatten)]
+    pub acme: AcmeArgs,
+}
+
+/// `--acme-*` flags. Given names, contact, directory and challenge
+/// overwrite the stored settings at start; without them the settings from
+/// `PATCH /api/v1/settings` stay.
+#[derive(Debug, Clone, Default, Args)]
+pub struct AcmeArgs {
+    /// A name to get a certificate for (repeat for more).
+    #[arg(long = "acme-domain", env = "RAMPART_ACME_DOMAINS", value_delimiter = ',')]
+    pub domains: Vec<schemas::acme::DomainName>,
+
+    /// The contact address given to the CA.
+    #[arg(long = "acme-email", env = "RAMPART_ACME_EMAIL")]
+    pub email: Option<schemas::values::Email>,
+
+    /// The CA: an https:// directory URL, `letsencrypt` or `letsencrypt-staging`.
+    #[arg(long = "acme-directory", env = "RAMPART_ACME_DIRECTORY")]
+    pub directory: Option<schemas::acme::DirectoryUrl>,
+
+    /// A PEM root certificate to trust for the CA (a private or test CA).
+    #[arg(long = "acme-ca-root", env = "RAMPART_ACME_CA_ROOT")]
+    pub ca_root: Option<PathBuf>,
+
+    /// `http-01` (default), `tls-alpn-01` or `dns-01`.
+    #[arg(long = "acme-challenge", env = "RAMPART_ACME_CHALLENGE")]
+    pub challenge: Option<schemas::acme::ChallengeKind>,
+
+    /// For dns-01: a command called as `CMD set|clear <domain> <txt-value>`.
+    #[arg(long = "acme-dns-hook", env = "RAMPART_ACME_DNS_HOOK")]
+    pub dns_hook: Option<String>,
+}
+
+impl AcmeArgs {
+    /// The flags for the core.
+    pub fn core_args(&self) -> Vec<std::ffi::OsString> {
+        let mut out = Vec::new();
+        for domain in &self.domains {
+            out.extend(["--acme-domain".into(), domain.as_str().into()]);
+        }
+        if let Some(email) = &self.email {
+            out.extend(["--acme-email".into(), email.as_str().into()]);
+        }
+        if let Some(directory) = &self.directory {
+            out.extend(["--acme-directory".into(), directory.as_str().into()]);
+        }
+        if let Some(challenge) = self.challenge {
+            out.extend(["--acme-challenge".into(), challenge.as_str().into()]);
+        }
+        if let Some(hook) = &self.dns_hook {
+            out.extend(["--acme-dns-hook".into(), hook.into()]);
+        }
+        out
+    }
+
+    /// The flags for the edge.
+    pub fn edge_args(&self) -> Vec<std::ffi::OsString> {
+        let mut out = Vec::new();
+        if let Some(root) = &self.ca_root {
+            out.extend(["--acme-ca-root".into(), root.clone().into_os_string()]);
+        }
+        out
+    }
 }
 
 /// The resolved configuration.
@@ -51,6 +118,8 @@ pub struct ServeConfig {
     pub core_addr: SocketAddr,
     /// Where the process binaries are.
     pub bin_dir: PathBuf,
+    /// ACME flags for the children.
+    pub acme: AcmeArgs,
 }
 
 /// A configuration `rampart serve` refuses. Exits with status 64.
@@ -59,6 +128,9 @@ pub enum ConfigError {
     /// The core would be reachable from the network.
     #[error("--core-addr {0} is not a loopback address: the core must only listen on loopback (127.0.0.0/8 or ::1)")]
     CoreNotLoopback(SocketAddr),
+    /// `--acme-ca-root` does not name a PEM certificate file.
+    #[error("--acme-ca-root {0}: not a readable PEM certificate file")]
+    AcmeCaRoot(PathBuf),
     /// The current directory or the program's location is unknown.
     #[error("cannot resolve {what}: {source}")]
     Path {
@@ -75,6 +147,12 @@ impl ServeArgs {
     pub fn resolve(self, is_root: bool) -> Result<ServeConfig, ConfigError> {
         if !self.core_addr.ip().is_loopback() {
             return Err(ConfigError::CoreNotLoopback(self.core_addr));
+        }
+        if let Some(root) = &self.acme.ca_root {
+            let pem = fs::read_to_string(root).unwrap_or_default();
+            if !pem.contains("-----BEGIN CERTIFICATE-----") {
+                return Err(ConfigError::AcmeCaRoot(root.clone()));
+            }
         }
         let (dir, http, https) = if is_root {
             ("/var/lib/rampart", 80, 443)
@@ -111,6 +189,7 @@ impl ServeArgs {
                 .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], https))),
             core_addr: self.core_addr,
             bin_dir,
+            acme: self.acme,
         })
     }
 }
@@ -215,6 +294,7 @@ mod tests {
             https_addr: None,
             core_addr: "127.0.0.1:7878".parse().unwrap(),
             bin_dir: None,
+            acme: AcmeArgs::default(),
         }
     }
 

@@ -28,6 +28,29 @@ pub struct Config {
     /// input as the supervisor's death, and shuts down.
     #[arg(long, value_name = "PATH", default_value = "-")]
     pub origin_secret_file: PathBuf,
+
+    /// ACME: a name to get a certificate for (repeat for more). When any
+    /// `--acme-*` flag is given, the given ones overwrite the stored
+    /// settings at start (audited as `system`).
+    #[arg(long = "acme-domain", env = "RAMPART_ACME_DOMAINS", value_delimiter = ',')]
+    pub acme_domains: Vec<schemas::acme::DomainName>,
+
+    /// ACME: the contact address given to the CA.
+    #[arg(long, env = "RAMPART_ACME_EMAIL")]
+    pub acme_email: Option<schemas::values::Email>,
+
+    /// ACME: the CA's directory URL, or `letsencrypt`, `letsencrypt-staging`.
+    #[arg(long, env = "RAMPART_ACME_DIRECTORY")]
+    pub acme_directory: Option<schemas::acme::DirectoryUrl>,
+
+    /// ACME: `http-01` (default), `tls-alpn-01` or `dns-01`.
+    #[arg(long, env = "RAMPART_ACME_CHALLENGE")]
+    pub acme_challenge: Option<schemas::acme::ChallengeKind>,
+
+    /// ACME DNS-01: a command called as `CMD set|clear <domain> <txt-value>`
+    /// to set or remove the TXT record `_acme-challenge.<domain>`.
+    #[arg(long, env = "RAMPART_ACME_DNS_HOOK")]
+    pub acme_dns_hook: Option<String>,
 }
 
 /// A configuration the core refuses (exit status 64).
@@ -48,6 +71,20 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// The ACME settings the flags set, if any flag was given.
+    pub fn acme_change(&self) -> Option<crate::store::AcmeSettingsChange> {
+        let given = !self.acme_domains.is_empty()
+            || self.acme_email.is_some()
+            || self.acme_directory.is_some()
+            || self.acme_challenge.is_some();
+        given.then(|| crate::store::AcmeSettingsChange {
+            domains: (!self.acme_domains.is_empty()).then(|| self.acme_domains.clone()),
+            email: self.acme_email.clone(),
+            directory: self.acme_directory.clone(),
+            challenge: self.acme_challenge,
+        })
+    }
+
     /// Checks what can be checked without touching anything.
     pub fn check(&self) -> Result<(), ConfigError> {
         if !self.listen.ip().is_loopback() {

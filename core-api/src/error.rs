@@ -70,6 +70,10 @@ pub enum ApiError {
         /// Seconds until the next attempt can succeed.
         retry_after: u64,
     },
+    /// Something this request depends on failed (the DNS-01 hook); the
+    /// detail is for the edge, on the internal endpoints only.
+    #[error("{0}")]
+    Upstream(String),
     /// A fault on our side; the client sees only "internal error".
     #[error("internal error")]
     Internal(#[source] InternalError),
@@ -185,6 +189,7 @@ impl ApiError {
             }
             ApiError::Gone(detail) => Problem::new(Kind::Gone, *detail),
             ApiError::TooManyRequests { .. } => Problem::new(Kind::TooManyRequests, self.to_string()),
+            ApiError::Upstream(detail) => Problem::new(Kind::BadGateway, detail.clone()),
             ApiError::Internal(_) => Problem::new(Kind::Internal, "internal error"),
         }
     }

@@ -22,10 +22,12 @@ use crate::state::AppState;
 mod admins;
 mod audit_log;
 mod devices;
+mod internal_acme;
 mod keylink;
 mod orgs;
 mod servers;
 mod session;
+pub(crate) mod settings;
 mod setup;
 mod system;
 mod tokens;
@@ -97,6 +99,28 @@ fn routes(state: AppState) -> Router {
         .route("/api/v1/admins/{id}/totp/confirm", post(admins::totp_confirm))
         .route("/api/v1/tokens", get(tokens::list).post(tokens::create))
         .route("/api/v1/tokens/{id}", delete(tokens::delete))
+        .route("/api/v1/settings", get(settings::get).patch(settings::update))
+        .route("/api/v1/settings/acme/renew", post(settings::renew))
+        .route("/internal/acme/state", get(internal_acme::state))
+        .route("/internal/acme/renew", post(internal_acme::request_renewal))
+        .route("/internal/acme/renew/take", post(internal_acme::take_renewal))
+        .route("/internal/acme/attempt", post(internal_acme::attempt))
+        .route("/internal/acme/lease", post(internal_acme::acquire_lease))
+        .route("/internal/acme/lease/release", post(internal_acme::release_lease))
+        .route(
+            "/internal/acme/certificate",
+            get(internal_acme::get_certificate).put(internal_acme::put_certificate),
+        )
+        .route(
+            "/internal/acme/account",
+            get(internal_acme::get_account).put(internal_acme::put_account),
+        )
+        .route(
+            "/internal/acme/challenges/{kind}/{key}",
+            put(internal_acme::put_challenge)
+                .get(internal_acme::get_challenge)
+                .delete(internal_acme::delete_challenge),
+        )
         .fallback(|| async { ApiError::NoRoute })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)

@@ -10,7 +10,10 @@
 //! - [`config`]: the process's flags; [`shutdown`]: what ends it (signals,
 //!   end-of-file on standard input). `main.rs` only wires these to [`run`].
 //! - [`server`]: [`run`], a connection-bounded server on a given listener.
-//! - `handlers`: the axum router ([`router`]) and one module per resource.
+//! - `handlers`: the axum router ([`router`]) and one module per resource;
+//!   `handlers::internal_acme` is the loopback edge↔core ACME protocol
+//!   (`/internal/acme/...`, not in the public route table, origin proof
+//!   only; see `docs/design.md`).
 //! - `gate`: the middleware in front of every handler: origin proof, route
 //!   lookup, session, CSRF, role, the request span, and the audit entry of
 //!   every state change that a handler did not record itself.
@@ -24,11 +27,13 @@
 //!   chain and [`verify_chain`], which also works offline on a database file.
 //! - [`totp`]: RFC 6238 codes, the replay-aware check, `otpauth://` URIs
 //!   and QR codes.
+//! - [`acme_hook`]: the DNS-01 hook command, run for the edge.
 //! - [`sealed`]: secrets at rest, sealed under the host key;
 //!   [`keys`]: WireGuard key pairs and preshared keys;
 //!   [`crypto`]: tokens, digests, argon2id; [`secret`]: the origin secret;
 //!   [`clock`]: "now", replaceable in tests.
 
+pub mod acme_hook;
 pub mod audit;
 mod auth;
 pub mod clock;

@@ -67,6 +67,26 @@ fn serve(config: &Config, secret: OriginSecret) -> anyhow::Result<()> {
         let state = AppState::open(&config.data_dir, secret)
             .await
             .with_context(|| format!("failed to open the data directory {}", config.data_dir.display()))?;
+        if let Some(hook) = &config.acme_dns_hook {
+            state.set_acme_dns_hook(hook.clone());
+        }
+        if let Some(change) = config.acme_change() {
+            let record = core_api::audit::AuditRecord {
+                time: state.clock().now(),
+                actor: "system".into(),
+                client_addr: None,
+                request_id: None,
+                action: "setting.update".into(),
+                target: Some("settings (--acme-* flags)".into()),
+                outcome: schemas::api::Outcome::Success,
+                detail: None,
+            };
+            state
+                .store()
+                .update_acme_settings(change, record)
+                .await
+                .context("failed to store the --acme-* settings")?;
+        }
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("failed to listen on {}", config.listen))?;

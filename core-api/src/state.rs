@@ -39,6 +39,7 @@ struct Inner {
     setup_token_file: PathBuf,
     setup_pending: AtomicBool,
     openapi: Vec<u8>,
+    acme_dns_hook: std::sync::OnceLock<String>,
 }
 
 impl AppState {
@@ -86,6 +87,7 @@ impl AppState {
                 setup_token_file,
                 setup_pending: AtomicBool::new(pending),
                 openapi,
+                acme_dns_hook: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -107,6 +109,17 @@ impl AppState {
     /// The key that seals secrets at rest.
     pub fn host_key(&self) -> &HostKey {
         &self.inner.host_key
+    }
+
+    /// Sets the DNS-01 hook command (`--acme-dns-hook`); only the first
+    /// call counts.
+    pub fn set_acme_dns_hook(&self, command: String) {
+        let _ = self.inner.acme_dns_hook.set(command);
+    }
+
+    /// The DNS-01 hook command, if configured.
+    pub fn acme_dns_hook(&self) -> Option<&str> {
+        self.inner.acme_dns_hook.get().map(String::as_str)
     }
 
     /// The clock.

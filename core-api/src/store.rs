@@ -22,6 +22,7 @@
 //!   attached organizations; `pool`: their static addresses;
 //!   `settings`: key/value settings; `resources`: the records and `Store`
 //!   methods of these.
+//! - `acme`: ACME settings, account, certificate and challenge answers.
 //! - `audit`: appending to, listing and verifying the hash chain.
 
 use std::path::{Path, PathBuf};
@@ -34,6 +35,7 @@ use schemas::values::{AdminId, Name, OrgId};
 use crate::audit::AuditRecord;
 
 mod accounts;
+mod acme;
 mod admins;
 mod audit;
 mod conn;
@@ -49,6 +51,7 @@ mod users;
 pub use admins::{AdminChange, TotpState};
 pub use tokens::{NewToken, TokenAuth};
 
+pub use acme::{AcmeSettings, AcmeSettingsChange, StoredCert, StoredChallenge};
 use conn::Db;
 pub use resources::{NewDevice, NewLink, NewServer, PeerProfile, ServerQuery, UserQuery};
 

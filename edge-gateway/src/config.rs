@@ -63,6 +63,21 @@ pub struct EdgeConfig {
     /// Sign-in and setup attempts allowed per client address per minute.
     #[arg(long, env = "RAMPART_LOGIN_ATTEMPTS_PER_MINUTE", default_value_t = 10)]
     pub login_attempts_per_minute: u32,
+
+    /// How often the edge asks the core for ACME news (settings, renewal
+    /// requests, a certificate another host stored).
+    #[arg(long, env = "RAMPART_ACME_POLL", default_value = "5s", value_parser = parse_duration)]
+    pub acme_poll: Duration,
+
+    /// The wait after a failed ACME attempt; doubles per consecutive
+    /// failure, up to 6 hours.
+    #[arg(long, env = "RAMPART_ACME_RETRY", default_value = "1m", value_parser = parse_duration)]
+    pub acme_retry: Duration,
+
+    /// A PEM file with the root certificate to trust for the ACME directory
+    /// (a private or test CA). Default: the system's roots.
+    #[arg(long, env = "RAMPART_ACME_CA_ROOT")]
+    pub acme_ca_root: Option<PathBuf>,
 }
 
 /// Parses `500ms`, `10s`, `2m` or a bare number of seconds.

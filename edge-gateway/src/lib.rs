@@ -5,6 +5,7 @@
 //! anything reaches the core. See [`gateway`] for the pipeline.
 //!
 //! # Layout
+//! - [`acme`]: the ACME client, renewal, and the challenge answers.
 //! - [`assets`]: the static pages embedded in the binary.
 //! - [`config`]: flags and environment.
 //! - [`server`]: accept loops and connection limits.
@@ -16,6 +17,7 @@
 //! - [`tls`]: rustls configuration and the swappable certificate.
 //! - [`secret`]: the origin secret that proves a request came through here.
 
+pub mod acme;
 pub mod assets;
 pub mod config;
 pub mod forward;
@@ -35,6 +37,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::acme::link::CoreLink;
+use crate::acme::{Acme, AcmeOptions};
 use crate::config::EdgeConfig;
 use crate::forward::CoreClient;
 use crate::gateway::Gateway;
@@ -51,6 +55,7 @@ pub struct BoundEdge {
     https: TcpListener,
     gateway: Arc<Gateway>,
     tls: Arc<rustls::ServerConfig>,
+    acme: Acme,
     redirect_port: u16,
     limits: Limits,
 }
@@ -73,6 +78,20 @@ impl BoundEdge {
         }
         let store = Arc::new(CertStore::new(key));
         let tls = tls::server_config(Arc::clone(&store)).context("building the TLS configuration")?;
+        let core = CoreClient::new(config.core_addr, secret, config.core_timeout);
+        let acme = Acme::new(
+            CoreLink::new(core.clone()),
+            Arc::clone(&store),
+            AcmeOptions {
+                poll: config.acme_poll,
+                retry_base: config.acme_retry,
+                ca_root: config.acme_ca_root.clone(),
+            },
+        );
+        // An ACME certificate from the core replaces the local one before
+        // the first handshake; without one (or without the core) the local
+        // one serves until the ACME task installs one.
+        acme.load_at_start().await;
 
         let http = TcpListener::bind(config.http_addr)
             .await
@@ -82,7 +101,6 @@ impl BoundEdge {
             .with_context(|| format!("binding HTTPS on {}", config.https_addr))?;
         let https_port = https.local_addr()?.port();
 
-        let core = CoreClient::new(config.core_addr, secret, config.core_timeout);
         let gateway = Arc::new(Gateway::new(
             core,
             Throttle::new(config.login_attempts_per_minute),
@@ -99,6 +117,7 @@ impl BoundEdge {
             https,
             gateway,
             tls,
+            acme,
             redirect_port: config.public_https_port.unwrap_or(https_port),
             limits,
         })
@@ -117,10 +136,21 @@ impl BoundEdge {
     /// Serves until `shutdown` is cancelled, then drains open connections.
     pub async fn serve(self, shutdown: CancellationToken) {
         info!(http = ?self.http.local_addr().ok(), https = ?self.https.local_addr().ok(), "edge listening");
-        let acceptor = tokio_rustls::TlsAcceptor::from(self.tls);
-        let https = server::serve_https(self.https, acceptor, self.gateway, self.limits, shutdown.clone());
-        let http = server::serve_http(self.http, Redirector::new(self.redirect_port), self.limits, shutdown);
-        tokio::join!(https, http);
+        let redirector = Redirector::new(
+            self.redirect_port,
+            Some((self.acme.link().clone(), self.acme.http_answers())),
+        );
+        let https = server::serve_https(
+            self.https,
+            self.tls,
+            Some(self.acme.clone()),
+            self.gateway,
+            self.limits,
+            shutdown.clone(),
+        );
+        let http = server::serve_http(self.http, redirector, self.limits, shutdown.clone());
+        let acme = self.acme.run(shutdown);
+        tokio::join!(https, http, acme);
         info!("edge stopped");
     }
 }

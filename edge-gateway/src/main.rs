@@ -19,10 +19,19 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    if let Some(root) = &config.acme_ca_root
+        && let Err(e) = edge_gateway::acme::certs::check_root(root)
+    {
+        tracing::error!(error = %e, "--acme-ca-root must name a PEM certificate file");
+        return ExitCode::from(EXIT_USAGE);
+    }
     if !config.core_addr.ip().is_loopback() {
         tracing::error!(core_addr = %config.core_addr, "the core address must be a loopback address");
         return ExitCode::from(EXIT_USAGE);
     }
+    // instant-acme's HTTPS client builds its rustls configuration with the
+    // process-wide provider: make it the same ring provider as the rest.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     match run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

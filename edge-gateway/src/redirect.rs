@@ -1,11 +1,15 @@
 //! The plain-HTTP listener: ACME HTTP-01 challenges, and a 308 to HTTPS for
 //! everything else. Nothing on it reaches the core.
 
+use std::sync::Arc;
+
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use schemas::problem::Kind;
 
+use crate::acme::HttpAnswers;
+use crate::acme::link::CoreLink;
 use crate::respond::{self, Body};
 
 /// The prefix of HTTP-01 challenge paths.
@@ -15,21 +19,35 @@ pub const ACME_CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
 #[derive(Debug, Clone)]
 pub struct Redirector {
     https_port: u16,
+    acme: Option<(CoreLink, Arc<HttpAnswers>)>,
 }
 
 impl Redirector {
-    /// Redirects to HTTPS on `https_port`.
-    pub fn new(https_port: u16) -> Self {
-        Self { https_port }
+    /// Redirects to HTTPS on `https_port`; answers HTTP-01 challenges from
+    /// `acme` (this host's answers, then the core's).
+    pub fn new(https_port: u16, acme: Option<(CoreLink, Arc<HttpAnswers>)>) -> Self {
+        Self { https_port, acme }
     }
 
     /// Answers one request.
-    pub fn handle(&self, request: &Request<Incoming>) -> Response<Body> {
+    pub async fn handle(&self, request: &Request<Incoming>) -> Response<Body> {
         let request_id = uuid::Uuid::now_v7().to_string();
         let path = request.uri().path();
-        if path.starts_with(ACME_CHALLENGE_PREFIX) {
-            // Answered from the ACME challenge store once ACME is configured.
-            return respond::error(Kind::NotFound, "no such challenge", &request_id);
+        if let Some(token) = path.strip_prefix(ACME_CHALLENGE_PREFIX) {
+            let answer = match &self.acme {
+                Some((link, answers)) => answers.lookup(link, token).await,
+                None => None,
+            };
+            let Some(answer) = answer else {
+                return respond::error(Kind::NotFound, "no such challenge", &request_id);
+            };
+            let mut response = Response::new(Body::from(answer));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
+            respond::finish(response.headers_mut(), &request_id);
+            return response;
         }
         let Some(host) = host_of(request) else {
             return respond::error(Kind::Validation, "a valid Host header is required", &request_id);

@@ -18,10 +18,11 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::LazyConfigAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::acme::Acme;
 use crate::gateway::Gateway;
 use crate::redirect::Redirector;
 
@@ -61,19 +62,40 @@ fn builder(limits: Limits) -> auto::Builder<TokioExecutor> {
 /// Serves HTTPS on `listener` until `shutdown`.
 pub async fn serve_https(
     listener: TcpListener,
-    acceptor: TlsAcceptor,
+    tls: Arc<rustls::ServerConfig>,
+    acme: Option<Acme>,
     gateway: Arc<Gateway>,
     limits: Limits,
     shutdown: CancellationToken,
 ) {
     let builder = Arc::new(builder(limits));
     accept_loop(listener, limits, shutdown, move |tcp, peer, graceful| {
-        let acceptor = acceptor.clone();
+        let config = Arc::clone(&tls);
+        let acme = acme.clone();
         let gateway = Arc::clone(&gateway);
         let builder = Arc::clone(&builder);
         async move {
-            let tls = match tokio::time::timeout(limits.header_timeout, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => tls,
+            let handshake = async {
+                // Read the ClientHello first: a TLS-ALPN-01 validation may
+                // be for an order another host started, so its certificate
+                // may first have to be fetched from the core.
+                let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp).await?;
+                let hello = start.client_hello();
+                let challenge = crate::tls::offers_acme_alpn(&hello);
+                if challenge && let (Some(acme), Some(name)) = (&acme, hello.server_name()) {
+                    let name = name.to_owned();
+                    acme.prepare_alpn(&name).await;
+                }
+                let stream = start.into_stream(config).await?;
+                Ok::<_, std::io::Error>((stream, challenge))
+            };
+            let tls = match tokio::time::timeout(limits.header_timeout, handshake).await {
+                Ok(Ok((_, true))) => {
+                    // RFC 8737: the validation ends with the handshake;
+                    // dropping the stream closes the connection.
+                    return debug!(%peer, "answered a TLS-ALPN-01 validation");
+                }
+                Ok(Ok((tls, false))) => tls,
                 Ok(Err(e)) => return debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => return debug!(%peer, "TLS handshake timed out"),
             };
@@ -98,8 +120,8 @@ pub async fn serve_http(listener: TcpListener, redirector: Redirector, limits: L
         let builder = Arc::clone(&builder);
         async move {
             let service = service_fn(move |request| {
-                let response = redirector.handle(&request);
-                async move { Ok::<_, Infallible>(response) }
+                let redirector = redirector.clone();
+                async move { Ok::<_, Infallible>(redirector.handle(&request).await) }
             });
             let conn = builder.serve_connection(TokioIo::new(tcp), service);
             let _ = graceful.watch(conn.into_owned()).await;

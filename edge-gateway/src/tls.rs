@@ -5,6 +5,7 @@
 //! start, with no certificate, the edge makes a self-signed one and says so
 //! loudly.
 
+use std::collections::HashMap;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -50,10 +51,16 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// The certificate currently presented; replaceable at run time.
+/// The ALPN protocol of TLS-ALPN-01 challenge handshakes (RFC 8737).
+pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
+
+/// The certificate currently presented; replaceable at run time. It also
+/// holds the TLS-ALPN-01 challenge certificates, presented only to a
+/// ClientHello that offers `acme-tls/1` for their name.
 #[derive(Debug)]
 pub struct CertStore {
     current: RwLock<Arc<CertifiedKey>>,
+    challenges: RwLock<HashMap<String, Arc<CertifiedKey>>>,
 }
 
 impl CertStore {
@@ -61,7 +68,35 @@ impl CertStore {
     pub fn new(key: Arc<CertifiedKey>) -> Self {
         Self {
             current: RwLock::new(key),
+            challenges: RwLock::new(HashMap::new()),
         }
+    }
+
+    /// Presents `key` to `acme-tls/1` handshakes for `domain`.
+    pub fn set_challenge(&self, domain: &str, key: Arc<CertifiedKey>) {
+        let mut map = self
+            .challenges
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.insert(domain.to_ascii_lowercase(), key);
+    }
+
+    /// Stops presenting the challenge certificate for `domain`.
+    pub fn remove_challenge(&self, domain: &str) {
+        let mut map = self
+            .challenges
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.remove(&domain.to_ascii_lowercase());
+    }
+
+    /// The challenge certificate for `domain`, if any.
+    pub fn challenge(&self, domain: &str) -> Option<Arc<CertifiedKey>> {
+        let map = self
+            .challenges
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.get(&domain.to_ascii_lowercase()).cloned()
     }
 
     /// Presents `key` to every handshake from now on; open connections keep
@@ -82,8 +117,21 @@ impl CertStore {
     }
 }
 
+/// Whether a ClientHello asks for a TLS-ALPN-01 challenge.
+pub fn offers_acme_alpn(hello: &ClientHello<'_>) -> bool {
+    hello
+        .alpn()
+        .is_some_and(|mut protocols| protocols.any(|p| p == ACME_TLS_ALPN))
+}
+
 impl ResolvesServerCert for CertStore {
-    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        if offers_acme_alpn(&hello) {
+            // Only the challenge certificate, never the real one: a
+            // validation handshake must see exactly what RFC 8737 asks for,
+            // and without one the handshake fails.
+            return hello.server_name().and_then(|name| self.challenge(name));
+        }
         Some(self.current())
     }
 }
@@ -96,7 +144,10 @@ pub fn server_config(store: Arc<CertStore>) -> Result<Arc<rustls::ServerConfig>,
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_no_client_auth()
         .with_cert_resolver(store);
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // acme-tls/1 last: a normal client never offers it, and the server's
+    // order decides; the connection loop closes such connections right
+    // after the handshake.
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec(), ACME_TLS_ALPN.to_vec()];
     config.ticketer = rustls::crypto::ring::Ticketer::new()?;
     Ok(Arc::new(config))
 }

@@ -7,6 +7,8 @@
 //! # Layout
 //! - [`values`]: newtypes that can only hold a valid value (names, emails,
 //!   passwords, tokens) and the UUID ids.
+//! - [`acme`]: ACME values and settings bodies; [`acme::internal`] the
+//!   bodies of the loopback edge↔core ACME protocol (never in the route table).
 //! - [`api`]: request and response bodies. Every request type rejects unknown
 //!   fields and carries its `validator` rules.
 //! - [`problem`]: RFC 9457 problem documents, the only error shape on the wire.
@@ -17,6 +19,7 @@
 //! - [`openapi`]: the OpenAPI 3.1 document generated from the route table.
 //! - [`wire`]: the header names the edge and the core agree on.
 
+pub mod acme;
 pub mod api;
 pub mod codec;
 pub mod openapi;

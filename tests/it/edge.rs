@@ -202,6 +202,64 @@ async fn the_core_refuses_requests_that_did_not_come_through_the_edge() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_internal_acme_endpoints_are_unreachable_through_the_edge() {
+    let rampart = Rampart::start().await;
+    let c = rampart.client();
+    for (method, path) in [
+        (Method::GET, "/internal/acme/state"),
+        (Method::GET, "/internal/acme/certificate"),
+        (Method::GET, "/internal/acme/account?directory=x"),
+        (Method::POST, "/internal/acme/renew"),
+        (Method::GET, "/internal/acme/challenges/http-01/token"),
+    ] {
+        let r = c.request(method.clone(), rampart.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{method} {path}");
+    }
+    // The core answers them only with the proof.
+    let core = format!("http://{}/internal/acme/certificate", rampart.ports.core);
+    let r = reqwest::Client::new().get(core).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// A challenge answer stored in the database by another host's order is
+/// served by this host's plain-HTTP listener (the cluster rule: tokens live
+/// in the database, not on one host's disk).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http01_answers_come_from_the_database() {
+    let rampart = Rampart::start().await;
+    let secret = std::fs::read_to_string(rampart.data_dir.join("origin-secret")).unwrap();
+    let token = "tok_en-FROM-another-host";
+    let r = reqwest::Client::new()
+        .put(format!(
+            "http://{}/internal/acme/challenges/http-01/{token}",
+            rampart.ports.core
+        ))
+        .header("x-rampart-origin-proof", secret.trim())
+        .json(&json!({"value": "tok_en-FROM-another-host.thumbprint", "kind": "http-01"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let plain = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let url = format!("http://{}/.well-known/acme-challenge/{token}", rampart.ports.http);
+    let r = plain.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.text().await.unwrap(), "tok_en-FROM-another-host.thumbprint");
+    let r = plain
+        .get(format!(
+            "http://{}/.well-known/acme-challenge/unknown",
+            rampart.ports.http
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_and_slow_request_heads_are_cut_off() {
     let rampart = Rampart::start_with(|cmd| {
         cmd.env("RAMPART_HEADER_TIMEOUT", "1s");
@@ -366,7 +424,18 @@ async fn only_the_reencoded_body_and_allowed_headers_cross() {
     assert!(r.headers().get("server").is_none() && r.headers().get("x-internal").is_none());
     assert_eq!(r.text().await.unwrap(), org);
 
-    let request = seen.recv().await.unwrap();
+    // The edge's own ACME polls (`/internal/acme/...`) reach the stand-in
+    // core too; the client's request is the one that is not one of them.
+    let request = loop {
+        let request = seen.recv().await.unwrap();
+        if !request
+            .split(' ')
+            .nth(1)
+            .is_some_and(|path| path.starts_with("/internal/"))
+        {
+            break request;
+        }
+    };
     let (head, body) = request.split_once("\r\n\r\n").unwrap();
     let lower = head.to_ascii_lowercase();
     assert!(

@@ -3,6 +3,7 @@
 //! would. Build the binaries first (`cargo build --bins`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests")]
 
+mod acme;
 mod admins;
 mod audit_chain;
 mod bad_input;

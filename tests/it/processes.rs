@@ -45,6 +45,21 @@ fn a_non_loopback_core_address_is_refused_with_status_64() {
         );
         assert!(stderr.contains("loopback"), "{stderr}");
     }
+    // An --acme-ca-root that is not a certificate file is refused too.
+    let stderr = run_refused(
+        Command::new(bin("rampart"))
+            .args(["serve", "--acme-ca-root", "/nonexistent/root.pem"])
+            .arg("--data-dir")
+            .arg(tmp.path()),
+    );
+    assert!(stderr.contains("--acme-ca-root"), "{stderr}");
+    let stderr = run_refused(
+        Command::new(bin("rampart-edge"))
+            .args(["--acme-ca-root", "/nonexistent/root.pem"])
+            .arg("--state-dir")
+            .arg(tmp.path()),
+    );
+    assert!(stderr.contains("--acme-ca-root"), "{stderr}");
     // Refused before anything was created or bound.
     assert!(
         std::fs::read_dir(tmp.path()).unwrap().next().is_none(),

@@ -172,6 +172,8 @@ async fn sample(w: &World, operation: &str, role: Role) -> Option<Sample> {
         "servers.attach" | "servers.detach" => {
             Sample::params(vec![("id", w.server().await), ("org_id", w.org().await)])
         }
+        "settings.get" | "settings.acme_renew" => Sample::none(),
+        "settings.update" => Sample::body(json!({"acme_email": "ops@example.com"})),
         _ => None,
     }
 }

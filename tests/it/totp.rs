@@ -79,7 +79,7 @@ async fn totp_enrolment_sign_in_replay_and_secrets_at_rest() {
     // ...the next step's is accepted once, and only once.
     let next = totp::code_at(&seed, step + 1);
     let r = api::login_totp(&rampart, ADMIN, PASSWORD, Some(&next)).await;
-    let fresh = Session::from_login(&rampart, r).await;
+    let fresh = Session::from_login(r, rampart.client(), rampart.url("")).await;
     assert_eq!(fresh.get("/api/v1/auth/me").await.0, StatusCode::OK);
     let r = api::login_totp(&rampart, ADMIN, PASSWORD, Some(&next)).await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "replay");

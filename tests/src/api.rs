@@ -62,13 +62,38 @@ impl Session {
         Self::login(rampart, ADMIN, PASSWORD).await
     }
 
+    /// Runs setup if needed and signs in as the first admin through
+    /// `client` at `base` (e.g. a client that trusts an ACME CA and resolves
+    /// the instance's domain name).
+    pub async fn admin_via(rampart: &Rampart, client: reqwest::Client, base: &str) -> Self {
+        if rampart.data_dir.join("setup-token").exists() {
+            let body = json!({"token": rampart.setup_token(), "username": ADMIN, "password": PASSWORD});
+            let r = client
+                .post(format!("{base}/api/v1/setup"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::CREATED);
+        }
+        let body = json!({"username": ADMIN, "password": PASSWORD});
+        let r = client
+            .post(format!("{base}/api/v1/auth/login"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        Self::from_login(r, client, base.to_owned()).await
+    }
+
     /// Signs in as `username`.
     pub async fn login(rampart: &Rampart, username: &str, password: &str) -> Self {
-        Self::from_login(rampart, login_raw(rampart, username, password).await).await
+        let r = login_raw(rampart, username, password).await;
+        Self::from_login(r, rampart.client(), rampart.url("")).await
     }
 
     /// The session a successful login answer started.
-    pub async fn from_login(rampart: &Rampart, r: Response) -> Self {
+    pub async fn from_login(r: Response, client: reqwest::Client, base: String) -> Self {
         assert_eq!(r.status(), StatusCode::OK);
         let cookie = r
             .headers()
@@ -84,8 +109,8 @@ impl Session {
         let login: Value = r.json().await.unwrap();
         let csrf = login["csrf_token"].as_str().unwrap().to_owned();
         Self {
-            client: rampart.client(),
-            base: rampart.url(""),
+            client,
+            base,
             cookie,
             csrf,
             login,

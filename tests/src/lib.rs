@@ -17,6 +17,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod api;
+pub mod pebble;
 
 /// Where the binaries under test are.
 pub fn bin_dir() -> PathBuf {
@@ -116,9 +117,15 @@ impl Rampart {
 
     /// Like [`Rampart::start`], letting the test add environment or flags.
     pub async fn start_with(configure: impl FnOnce(&mut Command)) -> Self {
+        Self::start_on(Ports::fresh(), configure).await
+    }
+
+    /// Like [`Rampart::start_with`], on chosen ports (e.g. ports an ACME
+    /// test CA was told to validate on).
+    pub async fn start_on(ports: Ports, configure: impl FnOnce(&mut Command)) -> Self {
         let tmp = TempDir::new("rampart-e2e");
         let data_dir = tmp.path().join("data");
-        let mut this = Self::spawn(&data_dir, Ports::fresh(), configure, tmp.path().join("serve.log"));
+        let mut this = Self::spawn(&data_dir, ports, configure, tmp.path().join("serve.log"));
         this._tmp = Some(tmp);
         this.wait_ready().await;
         this

@@ -209,7 +209,59 @@ CREATE TABLE api_tokens (
 CREATE INDEX api_tokens_admin ON api_tokens (admin_id);
 ";
 
-const MIGRATIONS: &[&str] = &[V1, V2, V3];
+/// Version 4 (ACME): settings, the sealed account, the certificate, the
+/// challenge answers every host may be asked for, and the last attempt.
+const V4: &str = r"
+-- One row: the ACME settings, the renewal flag and the last attempt.
+CREATE TABLE acme_settings (
+    id              INTEGER PRIMARY KEY CHECK (id = 1),
+    domains         TEXT NOT NULL DEFAULT '[]',
+    email           TEXT,
+    directory       TEXT NOT NULL,
+    challenge       TEXT NOT NULL CHECK (challenge IN ('http-01', 'tls-alpn-01', 'dns-01')),
+    renew_requested INTEGER NOT NULL DEFAULT 0 CHECK (renew_requested IN (0, 1)),
+    last_attempt    TEXT,
+    last_error      TEXT,
+    -- Which edge may order now, until when: two hosts of a cluster that
+    -- find renewal due at the same moment must not both order.
+    lease_holder    TEXT,
+    lease_until     TEXT
+) STRICT;
+INSERT INTO acme_settings (id, directory, challenge)
+VALUES (1, 'https://acme-v02.api.letsencrypt.org/directory', 'http-01');
+
+-- The account per directory; credentials (with the account key) sealed.
+CREATE TABLE acme_accounts (
+    directory          TEXT PRIMARY KEY NOT NULL,
+    credentials_sealed TEXT NOT NULL,
+    created_at         TEXT NOT NULL
+) STRICT;
+
+-- One row: the current certificate; its key sealed.
+CREATE TABLE acme_certificate (
+    id         INTEGER PRIMARY KEY CHECK (id = 1),
+    serial     TEXT NOT NULL,
+    names      TEXT NOT NULL,
+    issuer     TEXT NOT NULL,
+    not_before TEXT NOT NULL,
+    not_after  TEXT NOT NULL,
+    chain_pem  TEXT NOT NULL,
+    key_sealed TEXT NOT NULL,
+    stored_at  TEXT NOT NULL
+) STRICT;
+
+-- Challenge answers, so any host can answer for an order another started.
+CREATE TABLE acme_challenges (
+    kind       TEXT NOT NULL CHECK (kind IN ('http-01', 'tls-alpn-01', 'dns-01')),
+    key        TEXT NOT NULL,
+    value      TEXT NOT NULL,
+    key_sealed TEXT,
+    expires_at TEXT NOT NULL,
+    PRIMARY KEY (kind, key)
+) STRICT;
+";
+
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// The schema version this build writes.
 pub(super) fn latest() -> i64 {

@@ -8,6 +8,7 @@
     reason = "tests: a failure should stop the test loudly"
 )]
 
+mod acme;
 mod audit;
 mod auth;
 mod control;

@@ -2,6 +2,7 @@
 //! answered by the edge and never forwarded.
 
 use super::{Access, Method, Route, ServedBy};
+use crate::acme::{RenewRequested, Settings, SettingsPatch};
 use crate::api::{
     Admin, AdminCreate, AdminDetail, AdminPage, AdminPatch, AuditPage, AuditVerify, Device, DeviceCreate,
     DeviceCreated, DevicePage, Health, Link, LinkCreate, LoginRequest, LoginResponse, Org, OrgCreate, OrgPage,
@@ -628,5 +629,49 @@ pub static ROUTES: &[Route] = &[
         responses: NO_CONTENT,
         served_by: ServedBy::Core,
         summary: "Revoke an API token (one's own; an admin any)",
+    },
+    Route {
+        operation: "settings.get",
+        method: Method::Get,
+        path: "/api/v1/settings",
+        access: Access::AdminOnly,
+        query: &[],
+        body: None,
+        body_limit: 0,
+        responses: &[json(
+            200,
+            ResponseBody::of::<Settings>(),
+            "The settings and the certificate's status.",
+        )],
+        served_by: ServedBy::Core,
+        summary: "Read the settings (ACME) and the certificate's status",
+    },
+    Route {
+        operation: "settings.update",
+        method: Method::Patch,
+        path: "/api/v1/settings",
+        access: Access::AdminOnly,
+        query: &[],
+        body: Some(RequestBody::of::<SettingsPatch>()),
+        body_limit: 16 * KIB,
+        responses: &[json(200, ResponseBody::of::<Settings>(), "Changed.")],
+        served_by: ServedBy::Core,
+        summary: "Change the settings; the edge picks ACME changes up within seconds",
+    },
+    Route {
+        operation: "settings.acme_renew",
+        method: Method::Post,
+        path: "/api/v1/settings/acme/renew",
+        access: Access::AdminOnly,
+        query: &[],
+        body: None,
+        body_limit: 0,
+        responses: &[json(
+            202,
+            ResponseBody::of::<RenewRequested>(),
+            "Recorded; an edge renews within seconds. Follow it in `GET /api/v1/settings`.",
+        )],
+        served_by: ServedBy::Core,
+        summary: "Renew the certificate now",
     },
 ];
