@@ -78,6 +78,7 @@ impl Config {
             || self.acme_directory.is_some()
             || self.acme_challenge.is_some();
         given.then(|| crate::store::AcmeSettingsChange {
+            public_address: None,
             domains: (!self.acme_domains.is_empty()).then(|| self.acme_domains.clone()),
             email: self.acme_email.clone(),
             directory: self.acme_directory.clone(),

@@ -13,7 +13,7 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
 use validator::{Validate, ValidationError};
 
-use crate::values::{Email, InvalidValue};
+use crate::values::{Email, HostAddress, InvalidValue};
 
 pub mod internal;
 
@@ -232,6 +232,8 @@ pub struct CertificateStatus {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
+    /// Where clients reach this host (`Endpoint` in profiles, key-link URLs).
+    pub public_address: HostAddress,
     /// The names to get a certificate for; empty turns ACME off.
     pub acme_domains: Vec<DomainName>,
     /// The contact address given to the CA.
@@ -249,6 +251,9 @@ pub struct Settings {
 #[serde(deny_unknown_fields)]
 #[validate(schema(function = "settings_patch_ok"))]
 pub struct SettingsPatch {
+    /// A new public address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_address: Option<HostAddress>,
     /// New names (replaces the list; `[]` turns ACME off).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acme_domains: Option<Vec<DomainName>>,
@@ -269,7 +274,8 @@ fn settings_patch_ok(patch: &SettingsPatch) -> Result<(), ValidationError> {
         err.add_param(Cow::Borrowed("field"), &"acme_domains");
         err
     };
-    if patch.acme_domains.is_none()
+    if patch.public_address.is_none()
+        && patch.acme_domains.is_none()
         && patch.acme_email.is_none()
         && patch.acme_directory.is_none()
         && patch.acme_challenge.is_none()

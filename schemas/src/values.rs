@@ -149,6 +149,26 @@ fn check_api_token(value: &str) -> Result<(), InvalidValue> {
     }
 }
 
+fn check_host_address(value: &str) -> Result<(), InvalidValue> {
+    if value.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(());
+    }
+    let labels_ok = !value.is_empty()
+        && value.len() <= 253
+        && value.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if labels_ok {
+        Ok(())
+    } else {
+        Err(invalid("must be a DNS name or an IP address"))
+    }
+}
+
 fn check_totp(value: &str) -> Result<(), InvalidValue> {
     if value.len() != 6 || !value.bytes().all(|b| b.is_ascii_digit()) {
         return Err(invalid("must be 6 digits"));
@@ -182,6 +202,12 @@ string_newtype!(
     /// base64url characters.
     ApiToken, check = check_api_token,
     schema = {"type": "string", "minLength": 47, "maxLength": 47, "pattern": "^rpt_[A-Za-z0-9_-]{43}$"}
+);
+string_newtype!(
+    /// Where clients reach this host: a DNS name or an IP address (IPv6
+    /// without brackets). Goes into profiles as `Endpoint = <address>:<port>`.
+    HostAddress, check = check_host_address,
+    schema = {"type": "string", "minLength": 1, "maxLength": 253}
 );
 string_newtype!(
     /// A six-digit TOTP code.
@@ -264,7 +290,7 @@ macro_rules! debug_as_str {
         }
     )*};
 }
-debug_as_str!(Name, Username, Email, TotpCode);
+debug_as_str!(Name, Username, Email, TotpCode, HostAddress);
 
 /// Parses a UUID only in its canonical hyphenated form, so that one resource
 /// has exactly one URL.

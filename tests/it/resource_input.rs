@@ -105,7 +105,7 @@ async fn every_new_route_refuses_bad_input_by_field() {
         ),
     ];
     let server = |patch: Value| {
-        let mut body = json!({"name": "s", "network": "10.9.0.0/24", "port": 51820});
+        let mut body = json!({"name": "s", "network": "198.18.9.0/24", "port": 51820});
         for (k, v) in patch.as_object().unwrap() {
             body[k] = v.clone();
         }
@@ -113,16 +113,16 @@ async fn every_new_route_refuses_bad_input_by_field() {
     };
     let server_cases = [
         (json!({"network": "198.18.0.1/24"}), "network"),
-        (json!({"network": "10.9.0.0/31"}), "network"),
+        (json!({"network": "198.18.9.0/31"}), "network"),
         (json!({"network": "0.0.0.0/0"}), "network"),
-        (json!({"network": "10.9.0.0"}), "network"),
-        (json!({"network": "fd00::/64"}), "network"),
-        (json!({"network6": "fd00::1/64"}), "network6"),
-        (json!({"network6": "fd00::/127"}), "network6"),
+        (json!({"network": "198.18.9.0"}), "network"),
+        (json!({"network": "2001:db8::/64"}), "network"),
+        (json!({"network6": "2001:db8::1/64"}), "network6"),
+        (json!({"network6": "2001:db8::/127"}), "network6"),
         (json!({"port": 0}), "port"),
         (json!({"port": 65536}), "port"),
         (json!({"dns": ["not-an-ip"]}), "dns"),
-        (json!({"routes": ["10.0.0.1/8"]}), "routes"),
+        (json!({"routes": ["198.18.0.1/8"]}), "routes"),
         (json!({"state": "running"}), "state"),
     ];
     for (method, path, body, field) in cases {

@@ -80,8 +80,8 @@ async fn world(s: &Session) -> World {
         .send(
             Method::POST,
             "/api/v1/servers",
-            json!({"name": "hq", "network": "10.77.0.0/24", "network6": "fd00:77::/64",
-                   "port": 51820, "dns": ["10.77.0.1"]}),
+            json!({"name": "hq", "network": "198.18.77.0/24", "network6": "2001:db8:77::/64",
+                   "port": 51820, "dns": ["198.18.77.1"]}),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{server}");
@@ -164,7 +164,7 @@ async fn devices_get_static_addresses_and_profiles_through_the_edge() {
     assert_eq!(got["key_generated"], true);
     assert_eq!(
         got["addresses"],
-        json!([{"server_id": sid, "address": "10.77.0.2", "address6": "fd00:77::2"}])
+        json!([{"server_id": sid, "address": "198.18.77.2", "address6": "2001:db8:77::2"}])
     );
     let (_, list) = s.get(&format!("/api/v1/users/{}/devices", w.user)).await;
     assert_eq!(list["items"].as_array().unwrap().len(), 2);
@@ -175,10 +175,10 @@ async fn devices_get_static_addresses_and_profiles_through_the_edge() {
     assert_eq!(ct, "text/plain; charset=utf-8");
     let private = w.laptop["private_key"].as_str().unwrap();
     assert_eq!(line(&config, "PrivateKey"), Some(private));
-    assert_eq!(line(&config, "Address"), Some("10.77.0.2/32, fd00:77::2/128"));
-    assert_eq!(line(&config, "DNS"), Some("10.77.0.1"));
+    assert_eq!(line(&config, "Address"), Some("198.18.77.2/32, 2001:db8:77::2/128"));
+    assert_eq!(line(&config, "DNS"), Some("198.18.77.1"));
     assert_eq!(line(&config, "PublicKey"), w.server["public_key"].as_str());
-    assert_eq!(line(&config, "AllowedIPs"), Some("10.77.0.0/24, fd00:77::/64"));
+    assert_eq!(line(&config, "AllowedIPs"), Some("198.18.77.0/24, 2001:db8:77::/64"));
     assert!(line(&config, "Endpoint").unwrap().ends_with(":51820"), "{config}");
     assert_eq!(line(&config, "PersistentKeepalive"), Some("25"));
     let psk = line(&config, "PresharedKey").unwrap().to_owned();
@@ -187,7 +187,10 @@ async fn devices_get_static_addresses_and_profiles_through_the_edge() {
     // The brought key's profile has no private key; its own address.
     let (_, _, phone_config) = text(&s, &format!("/api/v1/devices/{phone}/config?server={sid}")).await;
     assert_eq!(line(&phone_config, "PrivateKey"), None);
-    assert_eq!(line(&phone_config, "Address"), Some("10.77.0.3/32, fd00:77::3/128"));
+    assert_eq!(
+        line(&phone_config, "Address"),
+        Some("198.18.77.3/32, 2001:db8:77::3/128")
+    );
     assert_ne!(line(&phone_config, "PresharedKey"), Some(psk.as_str()));
 
     // The QR code is an SVG.
@@ -215,7 +218,7 @@ async fn devices_get_static_addresses_and_profiles_through_the_edge() {
         .send(
             Method::PATCH,
             &format!("/api/v1/servers/{sid}"),
-            json!({"network": "10.78.0.0/24"}),
+            json!({"network": "198.18.78.0/24"}),
         )
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "{refused}");
@@ -236,9 +239,12 @@ async fn devices_get_static_addresses_and_profiles_through_the_edge() {
             json!({"name": "tablet"}),
         )
         .await;
-    assert_eq!(tablet["addresses"][0]["address"], "10.77.0.4", "{tablet}");
+    assert_eq!(tablet["addresses"][0]["address"], "198.18.77.4", "{tablet}");
     let (_, _, tablet_config) = text(&s, &format!("/api/v1/devices/{}/config?server={sid}", id(&tablet))).await;
-    assert_eq!(line(&tablet_config, "Address"), Some("10.77.0.4/32, fd00:77::4/128"));
+    assert_eq!(
+        line(&tablet_config, "Address"),
+        Some("198.18.77.4/32, 2001:db8:77::4/128")
+    );
 
     // Deleting a device frees its address for the next one.
     assert_eq!(
@@ -255,7 +261,10 @@ async fn devices_get_static_addresses_and_profiles_through_the_edge() {
         )
         .await;
     let (_, _, watch_config) = text(&s, &format!("/api/v1/devices/{}/config?server={sid}", id(&watch))).await;
-    assert_eq!(line(&watch_config, "Address"), Some("10.77.0.3/32, fd00:77::3/128"));
+    assert_eq!(
+        line(&watch_config, "Address"),
+        Some("198.18.77.3/32, 2001:db8:77::3/128")
+    );
 
     // Detached: no profile; then the network may change.
     let (status, detached) = bodiless(&s, Method::DELETE, &format!("/api/v1/servers/{sid}/orgs/{}", w.org)).await;
@@ -267,10 +276,10 @@ async fn devices_get_static_addresses_and_profiles_through_the_edge() {
         .send(
             Method::PATCH,
             &format!("/api/v1/servers/{sid}"),
-            json!({"network": "10.78.0.0/24"}),
+            json!({"network": "198.18.78.0/24"}),
         )
         .await;
-    assert_eq!((status, &moved["network"]), (StatusCode::OK, &json!("10.78.0.0/24")));
+    assert_eq!((status, &moved["network"]), (StatusCode::OK, &json!("198.18.78.0/24")));
 
     // Every change was audited.
     let (_, audit) = s.get("/api/v1/audit?limit=500").await;
@@ -425,4 +434,56 @@ async fn wg_quick_accepts_the_profile() {
         .unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), w.laptop["public_key"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_public_address_setting_is_the_profiles_endpoint() {
+    let rampart = Rampart::start().await;
+    let s = Session::admin(&rampart).await;
+    let w = world(&s).await;
+    let config_path = format!("/api/v1/devices/{}/config?server={}", id(&w.laptop), id(&w.server));
+
+    let (status, settings) = s
+        .send(
+            Method::PATCH,
+            "/api/v1/settings",
+            json!({"public_address": "vpn.example.com"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{settings}");
+    assert_eq!(settings["public_address"], "vpn.example.com");
+    let (_, _, config) = text(&s, &config_path).await;
+    assert_eq!(line(&config, "Endpoint"), Some("vpn.example.com:51820"), "{config}");
+
+    let (status, _) = s
+        .send(
+            Method::PATCH,
+            "/api/v1/settings",
+            json!({"public_address": "2001:db8::1"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, _, config) = text(&s, &config_path).await;
+    assert_eq!(line(&config, "Endpoint"), Some("[2001:db8::1]:51820"), "{config}");
+
+    for bad in [
+        "vpn.example.com:443",
+        "https://vpn.example.com",
+        "-bad.example",
+        "a b",
+        "",
+    ] {
+        let (status, problem) = s
+            .send(Method::PATCH, "/api/v1/settings", json!({"public_address": bad}))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {problem}");
+        assert_eq!(problem["errors"][0]["field"], "public_address", "{bad}: {problem}");
+    }
+    let (_, settings) = s.get("/api/v1/settings").await;
+    assert_eq!(
+        settings["public_address"], "2001:db8::1",
+        "refused changes change nothing"
+    );
+    let (_, audit) = s.get("/api/v1/audit?action=setting.update").await;
+    assert_eq!(audit["items"].as_array().unwrap().len(), 2);
 }

@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use schemas::acme::{CertificateStatus, RenewRequested, Settings, SettingsPatch};
 use schemas::api::Outcome;
 use schemas::problem::FieldError;
+use schemas::values::HostAddress;
 
 use super::decode;
 use crate::context::RequestCtx;
@@ -22,7 +23,18 @@ const TARGET: &str = "settings";
 pub(crate) async fn current(state: &AppState, settings: AcmeSettings) -> Result<Settings, StoreError> {
     let cert = state.store().acme_certificate().await?;
     let meta = cert.map(|c| c.meta);
+    let address = state.store().public_address().await?;
+    // The stored value was checked on the way in; a default host name that
+    // is somehow not an address shows as `localhost` rather than failing.
+    let public_address = address
+        .parse::<HostAddress>()
+        .or_else(|_| "localhost".parse::<HostAddress>())
+        .map_err(|_| StoreError::Corrupt {
+            column: "settings.public_address",
+            value: address.chars().take(200).collect(),
+        })?;
     Ok(Settings {
+        public_address,
         acme_domains: settings.domains,
         acme_email: settings.email,
         acme_directory: settings.directory,
@@ -52,6 +64,7 @@ pub(super) async fn update(
     ctx.set_target(TARGET.to_owned());
     let patch: SettingsPatch = decode(&body)?;
     let change = AcmeSettingsChange {
+        public_address: patch.public_address.map(String::from),
         domains: patch.acme_domains,
         email: patch.acme_email,
         directory: patch.acme_directory,

@@ -33,6 +33,8 @@ pub struct AcmeSettings {
 /// A change to the settings; `None` keeps a field.
 #[derive(Debug, Clone, Default)]
 pub struct AcmeSettingsChange {
+    /// A new public address (kept with the other key/value settings).
+    pub public_address: Option<String>,
     /// New names.
     pub domains: Option<Vec<DomainName>>,
     /// New contact.
@@ -117,6 +119,9 @@ fn read_settings(conn: &Connection) -> Result<AcmeSettings, StoreError> {
 }
 
 fn apply_change(tx: &Transaction<'_>, change: &AcmeSettingsChange) -> Result<(), StoreError> {
+    if let Some(address) = &change.public_address {
+        super::settings::set(tx, super::settings::PUBLIC_ADDRESS, address)?;
+    }
     if let Some(domains) = &change.domains {
         let json = serde_json::to_string(domains).map_err(|_| corrupt("acme_settings.domains", "?"))?;
         tx.execute("UPDATE acme_settings SET domains = ?1 WHERE id = 1", params![json])?;

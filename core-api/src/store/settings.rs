@@ -1,5 +1,5 @@
-//! Key/value settings. Changing them through the API is another issue;
-//! here they are only read, with defaults for the ones never set.
+//! Key/value settings, with defaults for the ones never set. Written by
+//! `PATCH /api/v1/settings` in the same transaction as its audit entry.
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -13,6 +13,14 @@ pub(super) fn get(conn: &Connection, key: &str) -> Result<Option<String>, StoreE
         .prepare_cached("SELECT value FROM settings WHERE key = ?1")?
         .query_row(params![key], |r| r.get(0))
         .optional()?)
+}
+
+pub(super) fn set(conn: &Connection, key: &str, value: &str) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    )?
+    .execute(params![key, value])?;
+    Ok(())
 }
 
 /// The machine's host name, the default public address until one is set.

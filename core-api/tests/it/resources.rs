@@ -32,7 +32,7 @@ async fn roles_decide_who_changes_and_who_sees_profiles() {
         &app,
         &admin,
         "/api/v1/servers",
-        json!({"name": "hq", "network": "10.1.0.0/24", "port": 51820}),
+        json!({"name": "hq", "network": "198.18.1.0/24", "port": 51820}),
     )
     .await;
     let auditor = app.session_with_role("audrey", Role::Auditor).await;
@@ -141,7 +141,7 @@ async fn deleting_an_org_or_user_frees_addresses() {
         &app,
         &s,
         "/api/v1/servers",
-        json!({"name": "hq", "network": "10.2.0.0/24", "port": 51820}),
+        json!({"name": "hq", "network": "198.18.2.0/24", "port": 51820}),
     )
     .await;
     let old = create(&app, &s, "/api/v1/orgs", json!({"name": "Old"})).await;
@@ -164,7 +164,7 @@ async fn deleting_an_org_or_user_frees_addresses() {
         r.headers["content-type"], "text/plain; charset=utf-8",
         "the content type the route table declares"
     );
-    assert_eq!(address(&r.body), "10.2.0.2/32");
+    assert_eq!(address(&r.body), "198.18.2.2/32");
     let last = app.last_audit().await;
     assert_eq!(
         (last.action.as_str(), last.target, last.detail),
@@ -197,7 +197,7 @@ async fn deleting_an_org_or_user_frees_addresses() {
             Some(&s),
         )
         .await;
-    assert_eq!(address(&r.body), "10.2.0.2/32", "the freed address is reused");
+    assert_eq!(address(&r.body), "198.18.2.2/32", "the freed address is reused");
 
     // Users page with a cursor.
     create(&app, &s, &format!("/api/v1/orgs/{new}/users"), json!({"name": "W"})).await;

@@ -54,7 +54,7 @@ fn address_of(conn: &Connection, device: &str) -> String {
 /// broadcast address; a released address is the next one handed out.
 #[test]
 fn a_slash_16_hands_out_65000_unique_addresses_and_reuses_freed_ones() {
-    let mut conn = db("10.20.0.0/16", None);
+    let mut conn = db("198.18.0.0/16", None);
     let key = HostKey::from_bytes(&[1; 32]);
     let tx = conn.transaction().unwrap();
     let devices = add_devices(&tx, 65_001);
@@ -72,10 +72,10 @@ fn a_slash_16_hands_out_65000_unique_addresses_and_reuses_freed_ones() {
     assert_eq!(addresses.len(), 65_000);
     let unique: HashSet<&String> = addresses.iter().collect();
     assert_eq!(unique.len(), 65_000, "an address was handed out twice");
-    for excluded in ["10.20.0.0", "10.20.0.1", "10.20.255.255"] {
+    for excluded in ["198.18.0.0", "198.18.0.1", "198.18.255.255"] {
         assert!(!unique.contains(&excluded.to_owned()), "{excluded} was handed out");
     }
-    assert!(addresses.iter().all(|a| a.starts_with("10.20.")));
+    assert!(addresses.iter().all(|a| a.starts_with("198.18.")));
 
     // Free one in the middle: the next device gets exactly that address.
     let freed = address_of(&tx, &devices[1234]);
