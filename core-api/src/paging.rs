@@ -71,6 +71,19 @@ fn invalid(name: &str, message: &str) -> ApiError {
     ApiError::Validation(vec![FieldError::new(format!("query.{name}"), message)])
 }
 
+/// A page of `listed`, with the cursor after its last item when there is
+/// more; `key` is what the list is ordered by.
+pub(crate) fn page<T>(listed: crate::store::Listed<T>, key: impl Fn(&T) -> String) -> schemas::api::Page<T> {
+    let next_cursor = match (listed.more, listed.items.last()) {
+        (true, Some(last)) => Some(cursor_after(&key(last))),
+        _ => None,
+    };
+    schemas::api::Page {
+        items: listed.items,
+        next_cursor,
+    }
+}
+
 /// The cursor that continues after `key`.
 pub(crate) fn cursor_after(key: &str) -> String {
     URL_SAFE_NO_PAD.encode(key.as_bytes())

@@ -19,7 +19,7 @@ use super::decode;
 use crate::context::{Caller, RequestCtx};
 use crate::crypto::{hash_password, verify_password};
 use crate::error::{ApiError, InternalError};
-use crate::paging::{Params, cursor_after};
+use crate::paging::{Params, page};
 use crate::state::AppState;
 use crate::store::{AdminChange, NewAdmin};
 use crate::totp;
@@ -43,14 +43,7 @@ pub(super) async fn list(
         .store()
         .list_admins(params.cursor::<AdminId>()?, params.limit()?)
         .await?;
-    let next_cursor = match (listed.more, listed.items.last()) {
-        (true, Some(last)) => Some(cursor_after(&last.id.to_string())),
-        _ => None,
-    };
-    Ok(Json(AdminPage {
-        items: listed.items,
-        next_cursor,
-    }))
+    Ok(Json(page(listed, |item| item.id.to_string())))
 }
 
 pub(super) async fn create(

@@ -8,7 +8,7 @@ use schemas::api::{AuditPage, AuditVerify};
 
 use crate::context::RequestCtx;
 use crate::error::ApiError;
-use crate::paging::{Params, cursor_after};
+use crate::paging::{Params, page};
 use crate::state::AppState;
 use crate::store::AuditQuery;
 
@@ -26,14 +26,7 @@ pub(super) async fn list(
         since: params.parsed::<Timestamp>("since", "must be an RFC 3339 timestamp")?,
     };
     let listed = state.store().list_audit(query).await?;
-    let next_cursor = match (listed.more, listed.items.last()) {
-        (true, Some(last)) => Some(cursor_after(&last.id.to_string())),
-        _ => None,
-    };
-    Ok(Json(AuditPage {
-        items: listed.items,
-        next_cursor,
-    }))
+    Ok(Json(page(listed, |item| item.id.to_string())))
 }
 
 pub(super) async fn verify(State(state): State<AppState>) -> Result<Json<AuditVerify>, ApiError> {

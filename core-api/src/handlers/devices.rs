@@ -13,7 +13,7 @@ use super::{decode, path_id, text};
 use crate::context::RequestCtx;
 use crate::error::{ApiError, InternalError};
 use crate::keys::{KeyPair, device_context};
-use crate::paging::{Params, cursor_after};
+use crate::paging::{Params, page};
 use crate::profile;
 use crate::state::AppState;
 use crate::store::{NewDevice, PeerProfile};
@@ -34,14 +34,7 @@ pub(super) async fn list(
         .store()
         .list_devices(user, params.cursor::<DeviceId>()?, params.limit()?)
         .await?;
-    let next_cursor = match (listed.more, listed.items.last()) {
-        (true, Some(last)) => Some(cursor_after(&last.id.to_string())),
-        _ => None,
-    };
-    Ok(Json(DevicePage {
-        items: listed.items,
-        next_cursor,
-    }))
+    Ok(Json(page(listed, |item| item.id.to_string())))
 }
 
 pub(super) async fn create(

@@ -10,7 +10,7 @@ use schemas::values::OrgId;
 use super::decode;
 use crate::context::RequestCtx;
 use crate::error::ApiError;
-use crate::paging::{Params, cursor_after};
+use crate::paging::{Params, page};
 use crate::state::AppState;
 use crate::store::OrgQuery;
 
@@ -36,14 +36,7 @@ pub(super) async fn list(
         search: params.get("search").map(str::to_owned),
     };
     let listed = state.store().list_orgs(query).await?;
-    let next_cursor = match (listed.more, listed.items.last()) {
-        (true, Some(last)) => Some(cursor_after(&last.id.to_string())),
-        _ => None,
-    };
-    Ok(Json(OrgPage {
-        items: listed.items,
-        next_cursor,
-    }))
+    Ok(Json(page(listed, |item| item.id.to_string())))
 }
 
 pub(super) async fn create(

@@ -11,7 +11,7 @@ use super::{decode, path_id};
 use crate::context::RequestCtx;
 use crate::error::ApiError;
 use crate::keys::{KeyPair, server_context};
-use crate::paging::{Params, cursor_after};
+use crate::paging::{Params, page};
 use crate::state::AppState;
 use crate::store::{NewServer, ServerQuery};
 
@@ -30,14 +30,7 @@ pub(super) async fn list(
         limit: params.limit()?,
     };
     let listed = state.store().list_servers(query).await?;
-    let next_cursor = match (listed.more, listed.items.last()) {
-        (true, Some(last)) => Some(cursor_after(&last.id.to_string())),
-        _ => None,
-    };
-    Ok(Json(ServerPage {
-        items: listed.items,
-        next_cursor,
-    }))
+    Ok(Json(page(listed, |item| item.id.to_string())))
 }
 
 pub(super) async fn create(

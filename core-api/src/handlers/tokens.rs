@@ -14,7 +14,7 @@ use super::decode;
 use crate::context::{Caller, RequestCtx};
 use crate::crypto::{random_token, sha256_hex};
 use crate::error::ApiError;
-use crate::paging::{Params, cursor_after};
+use crate::paging::{Params, page};
 use crate::state::AppState;
 use crate::store::NewToken;
 
@@ -39,14 +39,7 @@ pub(super) async fn list(
         .store()
         .list_tokens(scope(&caller), params.cursor::<TokenId>()?, params.limit()?)
         .await?;
-    let next_cursor = match (listed.more, listed.items.last()) {
-        (true, Some(last)) => Some(cursor_after(&last.id.to_string())),
-        _ => None,
-    };
-    Ok(Json(TokenPage {
-        items: listed.items,
-        next_cursor,
-    }))
+    Ok(Json(page(listed, |item| item.id.to_string())))
 }
 
 pub(super) async fn create(

@@ -12,7 +12,7 @@ use super::{decode, path_id};
 use crate::context::RequestCtx;
 use crate::crypto::{random_token, sha256_hex};
 use crate::error::ApiError;
-use crate::paging::{Params, cursor_after};
+use crate::paging::{Params, page};
 use crate::state::AppState;
 use crate::store::{NewLink, UserQuery};
 
@@ -34,14 +34,7 @@ pub(super) async fn list(
         search: params.get("search").map(str::to_owned),
     };
     let listed = state.store().list_users(org, query).await?;
-    let next_cursor = match (listed.more, listed.items.last()) {
-        (true, Some(last)) => Some(cursor_after(&last.id.to_string())),
-        _ => None,
-    };
-    Ok(Json(UserPage {
-        items: listed.items,
-        next_cursor,
-    }))
+    Ok(Json(page(listed, |item| item.id.to_string())))
 }
 
 pub(super) async fn create(
