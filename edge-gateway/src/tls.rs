@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
@@ -217,14 +217,22 @@ pub fn load_or_create(files: &CertFiles, names: &[String]) -> Result<(Arc<Certif
     let key = rcgen::KeyPair::generate()?;
     let cert = params.self_signed(&key)?;
     let dir = files.cert.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).map_err(|source| TlsError::Io {
-        path: dir.to_owned(),
-        source,
-    })?;
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(|source| TlsError::Io {
-        path: dir.to_owned(),
-        source,
-    })?;
+    // The state directory and its tls/ are the edge's alone: 0700 both, so
+    // no other user can even list what is there.
+    for d in [dir.parent().unwrap_or(dir), dir] {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(d)
+            .map_err(|source| TlsError::Io {
+                path: d.to_owned(),
+                source,
+            })?;
+        fs::set_permissions(d, fs::Permissions::from_mode(0o700)).map_err(|source| TlsError::Io {
+            path: d.to_owned(),
+            source,
+        })?;
+    }
     write_private(&files.key, key.serialize_pem().as_bytes())?;
     write_private(&files.cert, cert.pem().as_bytes())?;
     write_private(&marker, not_after.unix_timestamp().to_string().as_bytes())?;
@@ -318,6 +326,14 @@ mod tests {
         assert_eq!(origin, Origin::CreatedSelfSigned);
         let mode = fs::metadata(&files.key).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
+        for d in [dir.clone(), dir.join("tls")] {
+            assert_eq!(
+                fs::metadata(&d).unwrap().permissions().mode() & 0o777,
+                0o700,
+                "{}",
+                d.display()
+            );
+        }
         let (second, origin) = load_or_create(&files, &["localhost".into()]).unwrap();
         assert_eq!(origin, Origin::Loaded);
         assert_eq!(first.cert, second.cert);
