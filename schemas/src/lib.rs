@@ -18,6 +18,8 @@
 //! - [`query`]: the typed query parameters a route may accept.
 //! - [`openapi`]: the OpenAPI 3.1 document generated from the route table.
 //! - [`wire`]: the header names the edge and the core agree on.
+//! - [`tunnel`]: the control protocol between the core and a tunnel process
+//!   (not HTTP; never in the route table).
 
 pub mod acme;
 pub mod api;
@@ -26,5 +28,6 @@ pub mod openapi;
 pub mod problem;
 pub mod query;
 pub mod routes;
+pub mod tunnel;
 pub mod values;
 pub mod wire;
