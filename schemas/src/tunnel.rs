@@ -1,7 +1,8 @@
 //! The control protocol between the core and one tunnel process.
 //!
 //! The core starts `rampart-tunnel` with one end of a Unix stream socketpair
-//! as an inherited descriptor (`--control-fd N`). Every message is a frame: a
+//! as its standard input (inherited, so no descriptor number to agree on and
+//! no `unsafe` in the core). Every message is a frame: a
 //! 4-byte big-endian length, then that many bytes of JSON. The core sends
 //! [`Request`]s, each with an id; the tunnel answers each with exactly one
 //! [`Reply`] carrying the same id, in order. The first request is always
@@ -119,17 +120,31 @@ impl IfAddr {
     }
 }
 
-/// One peer (one device).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// One peer (one device). `Debug` omits the preshared key.
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct PeerSpec {
     /// Its public key.
     pub public_key: WgKey,
+    /// The pair's preshared key (sealed in the database), if any.
+    #[serde(default)]
+    pub preshared_key: Option<WgKey>,
     /// The addresses it may send from and that are routed to it.
     pub allowed_ips: Vec<Cidr>,
     /// Seconds between keepalives the server sends; none by default.
     #[serde(default)]
     pub persistent_keepalive: Option<u16>,
+}
+
+impl std::fmt::Debug for PeerSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerSpec")
+            .field("public_key", &self.public_key)
+            .field("preshared_key", &self.preshared_key.as_ref().map(|_| "<redacted>"))
+            .field("allowed_ips", &self.allowed_ips)
+            .field("persistent_keepalive", &self.persistent_keepalive)
+            .finish()
+    }
 }
 
 /// The tunnel's answer to one request.
