@@ -1,0 +1,136 @@
+//! `rampart-tunnel`: started by the core, one per VPN server. Its standard
+//! input is the control socket ([`schemas::tunnel`]); logs go to stderr.
+//!
+//! Order matters: enter the namespace, read the setup, create the interface
+//! and sockets, sandbox, and only then serve packets.
+#![forbid(unsafe_code)]
+
+use std::io::{self, Write};
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use dataplane::control::{Control, Incoming};
+use dataplane::engine::{DEFAULT_HANDSHAKE_LIMIT, Engine};
+use dataplane::{control, sandbox, setup, shell, sys};
+use schemas::tunnel::{Command, Reply};
+use tracing_subscriber::EnvFilter;
+
+/// The Rampart tunnel: a WireGuard-compatible interface driven by the core
+/// over the socket on its standard input.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// Enter this network namespace (`/run/netns/NAME`) before creating
+    /// anything.
+    #[arg(long, env = "RAMPART_TUNNEL_NETNS")]
+    netns: Option<String>,
+    /// Run without the sandbox (no capability drop, Landlock or seccomp).
+    /// For debugging only.
+    #[arg(long)]
+    danger_no_sandbox: bool,
+    /// Test aid: after setup and the sandbox, try what the sandbox must
+    /// refuse, print one JSON line per attempt on stdout, and exit.
+    #[arg(long, hide = true)]
+    probe_sandbox: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_writer(io::stderr)
+        .with_ansi(false)
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .init();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &Args) -> anyhow::Result<()> {
+    if let Some(ns) = &args.netns {
+        sys::netns::enter(ns).with_context(|| format!("enter network namespace {ns}"))?;
+    }
+    let stream = UnixStream::from(io::stdin().as_fd().try_clone_to_owned().context("dup the control socket")?);
+    let mut ctl = Control::new(stream);
+
+    let req = match ctl.read().context("read the setup request")? {
+        Incoming::Request(req) => req,
+        Incoming::Closed => bail!("the control socket closed before setup"),
+        Incoming::Malformed(why) => bail!("malformed setup request: {why}"),
+    };
+    let Command::Setup(config) = req.command else {
+        ctl.reply(&Reply::Error { id: req.id, message: "the first request must be setup".into() })?;
+        bail!("the first request was not setup");
+    };
+    let workers = setup::workers(config.workers);
+    let interface = match setup::create(&config, workers) {
+        Ok(i) => i,
+        Err(e) => {
+            ctl.reply(&Reply::Error { id: req.id, message: e.to_string() })?;
+            return Err(e).context("setup");
+        }
+    };
+    let ifindex = interface.ifindex;
+    tracing::info!(
+        interface = %interface.name, ifindex, port = config.listen_port, workers,
+        addresses = %setup::describe(&config), mtu = config.mtu, "interface up"
+    );
+
+    let sandbox = if args.danger_no_sandbox {
+        tracing::warn!("running WITHOUT the sandbox (--danger-no-sandbox)");
+        "none (--danger-no-sandbox)".to_string()
+    } else {
+        match sandbox::apply() {
+            Ok(summary) => summary,
+            Err(e) => {
+                ctl.reply(&Reply::Error { id: req.id, message: format!("sandbox: {e}") })?;
+                return Err(e).context("sandbox");
+            }
+        }
+    };
+    tracing::info!(%sandbox, "sandboxed");
+    if args.probe_sandbox {
+        return probe();
+    }
+
+    let engine = Arc::new(Engine::new(config.private_key.to_bytes(), DEFAULT_HANDSHAKE_LIMIT));
+    drop(config);
+    shell::spawn(engine.clone(), interface).context("start the workers")?;
+    let workers = u16::try_from(workers).unwrap_or(u16::MAX);
+    ctl.reply(&Reply::Ready { id: req.id, ifindex, workers, sandbox })?;
+    control::serve(&engine, &mut ctl).context("control socket")?;
+    // The workers block in poll; ending the process closes the TUN queues,
+    // which removes the interface.
+    std::process::exit(0)
+}
+
+/// Tries what the sandbox must refuse; one JSON line per attempt.
+fn probe() -> anyhow::Result<()> {
+    let attempts: Vec<(&str, io::Result<()>)> = vec![
+        ("open /etc/passwd", std::fs::File::open("/etc/passwd").map(drop)),
+        ("open /etc/shadow", std::fs::File::open("/etc/shadow").map(drop)),
+        ("create /tmp file", std::fs::File::create("/tmp/rampart-tunnel-probe").map(drop)),
+        ("tcp connect 127.0.0.1:22", std::net::TcpStream::connect("127.0.0.1:22").map(drop)),
+        ("tcp bind 127.0.0.1:0", std::net::TcpListener::bind("127.0.0.1:0").map(drop)),
+        ("udp socket", std::net::UdpSocket::bind("127.0.0.1:0").map(drop)),
+        ("exec /bin/sh", std::process::Command::new("/bin/sh").arg("-c").arg("true").status().map(drop)),
+    ];
+    let mut out = io::stdout().lock();
+    for (what, result) in attempts {
+        let line = serde_json::json!({
+            "probe": what,
+            "denied": result.is_err(),
+            "error": result.err().map(|e| e.to_string()),
+        });
+        writeln!(out, "{line}")?;
+    }
+    Ok(())
+}

@@ -1,0 +1,202 @@
+//! The I/O shell around the [`Engine`]: one worker thread per TUN queue and
+//! UDP socket pair, and one timer thread.
+//!
+//! A worker waits on both descriptors, then drains each in batches: up to
+//! [`udp::BATCH`] datagrams per `recvmmsg`, decrypted straight into a scratch
+//! buffer and written to its TUN queue; up to [`udp::BATCH`] TUN packets
+//! encrypted straight into the send batch's slots and sent with one
+//! `sendmmsg`. The engine's peer table is read-locked once per batch.
+#![forbid(unsafe_code)]
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsFd;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::engine::{Engine, MIN_SCRATCH, Sink};
+use crate::setup::Interface;
+use crate::sys::poll;
+use crate::sys::udp::{self, RecvBatch, SendBatch};
+
+/// How often peers' timers run (boringtun expects about this).
+const TICK: Duration = Duration::from_millis(250);
+/// Batches per side before a worker looks at the other side again, so a
+/// flood in one direction cannot starve the other.
+const ROUNDS: usize = 4;
+
+/// Starts the workers and the timer; they run until the process exits.
+pub fn spawn(engine: Arc<Engine>, interface: Interface) -> io::Result<Vec<JoinHandle<()>>> {
+    let sockets: Vec<Arc<UdpSocket>> = interface.sockets.into_iter().map(Arc::new).collect();
+    // Shared, not dup'ed: the sandbox already forbids creating descriptors.
+    let Some(timer_socket) = sockets.first().cloned() else {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "no sockets"));
+    };
+    let mut handles = Vec::new();
+    for (i, (tun, socket)) in interface.queues.into_iter().zip(sockets).enumerate() {
+        let engine = engine.clone();
+        handles.push(
+            std::thread::Builder::new()
+                .name(format!("worker-{i}"))
+                .spawn(move || Worker::new(engine, tun, socket).run())?,
+        );
+    }
+    handles.push(std::thread::Builder::new().name("timers".into()).spawn(move || timers(&engine, &timer_socket))?);
+    Ok(handles)
+}
+
+struct Worker {
+    engine: Arc<Engine>,
+    tun: File,
+    socket: Arc<UdpSocket>,
+    recv: RecvBatch,
+    send: SendBatch,
+    scratch: Vec<u8>,
+    packet: Vec<u8>,
+}
+
+/// Where a worker's engine output goes: decrypted packets straight to its
+/// TUN queue, datagrams (handshake answers) into its send batch.
+struct WorkerSink<'a> {
+    tun: &'a File,
+    socket: &'a UdpSocket,
+    send: &'a mut SendBatch,
+}
+
+impl Sink for WorkerSink<'_> {
+    fn to_network(&mut self, to: SocketAddr, datagram: &[u8]) {
+        self.send.push(self.socket, to, datagram);
+    }
+
+    fn to_tun(&mut self, packet: &[u8]) {
+        // A full TUN queue drops, as a full NIC ring would.
+        let _ = (&*self.tun).write(packet);
+    }
+}
+
+impl Worker {
+    fn new(engine: Arc<Engine>, tun: File, socket: Arc<UdpSocket>) -> Worker {
+        Worker {
+            engine,
+            tun,
+            socket,
+            recv: RecvBatch::default(),
+            send: SendBatch::default(),
+            scratch: vec![0; MIN_SCRATCH],
+            packet: vec![0; udp::SLOT],
+        }
+    }
+
+    fn run(mut self) {
+        loop {
+            let ready = match poll::readable([self.socket.as_fd(), self.tun.as_fd()], Duration::from_secs(1)) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = %e, "poll failed; worker stops");
+                    return;
+                }
+            };
+            if ready[0] {
+                self.from_network();
+            }
+            if ready[1] {
+                self.from_tun();
+            }
+        }
+    }
+
+    fn from_network(&mut self) {
+        for _ in 0..ROUNDS {
+            let n = match self.recv.recv(&self.socket) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(error = %e, "recvmmsg");
+                    break;
+                }
+            };
+            let view = self.engine.view();
+            let mut sink = WorkerSink { tun: &self.tun, socket: &self.socket, send: &mut self.send };
+            for i in 0..n {
+                if let Some((from, datagram)) = self.recv.get(i) {
+                    view.from_network(from, datagram, &mut self.scratch, &mut sink);
+                }
+            }
+            drop(view);
+            self.send.flush(&self.socket);
+            if n < udp::BATCH {
+                break;
+            }
+        }
+    }
+
+    fn from_tun(&mut self) {
+        for _ in 0..ROUNDS {
+            let view = self.engine.view();
+            let mut read_all = false;
+            while !self.send.is_full() {
+                let len = match (&self.tun).read(&mut self.packet) {
+                    Ok(len) => len,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        read_all = true;
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "TUN read");
+                        read_all = true;
+                        break;
+                    }
+                };
+                let slot = self.send.slot();
+                let start = slot.as_ptr();
+                let Some((to, datagram)) = view.from_tun(&self.packet[..len], slot) else { continue };
+                let len = datagram.len();
+                // boringtun writes its output at the start of the buffer we
+                // pass; copy only if that ever changes.
+                if datagram.as_ptr() != start {
+                    let owned = datagram.to_vec();
+                    self.send.slot()[..len].copy_from_slice(&owned);
+                }
+                self.send.commit(to, len);
+            }
+            drop(view);
+            self.send.flush(&self.socket);
+            if read_all {
+                break;
+            }
+        }
+    }
+}
+
+/// Sends what the timers produce (handshake retries, keepalives).
+struct TimerSink<'a> {
+    socket: &'a UdpSocket,
+}
+
+impl Sink for TimerSink<'_> {
+    fn to_network(&mut self, to: SocketAddr, datagram: &[u8]) {
+        // The socket is dual-stack: IPv4 peers are reached as mapped addresses.
+        let to = match to {
+            SocketAddr::V4(v4) => SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port()),
+            v6 => v6,
+        };
+        let _ = self.socket.send_to(datagram, to);
+    }
+
+    fn to_tun(&mut self, _packet: &[u8]) {}
+}
+
+fn timers(engine: &Engine, socket: &UdpSocket) {
+    let mut scratch = vec![0; MIN_SCRATCH];
+    let mut last_reset = Instant::now();
+    loop {
+        std::thread::sleep(TICK);
+        engine.view().tick(&mut scratch, &mut TimerSink { socket });
+        if last_reset.elapsed() >= Duration::from_secs(1) {
+            engine.reset_rate_limit();
+            last_reset = Instant::now();
+        }
+    }
+}
