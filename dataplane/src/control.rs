@@ -44,7 +44,10 @@ impl Control {
         }
         let Some(len) = frame_len(header) else {
             // Cannot find the next frame boundary: stop talking.
-            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("frame over {MAX_FRAME} bytes")));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("frame over {MAX_FRAME} bytes"),
+            ));
         };
         let mut body = vec![0u8; len];
         self.stream.read_exact(&mut body)?;
@@ -71,14 +74,20 @@ pub fn serve(engine: &Engine, control: &mut Control) -> io::Result<()> {
             }
             Incoming::Malformed(why) => {
                 tracing::warn!(%why, "malformed control request");
-                control.reply(&Reply::Error { id: 0, message: format!("malformed request: {why}") })?;
+                control.reply(&Reply::Error {
+                    id: 0,
+                    message: format!("malformed request: {why}"),
+                })?;
                 continue;
             }
             Incoming::Request(req) => req,
         };
         let id = req.id;
         let reply = match req.command {
-            Command::Setup(_) => Reply::Error { id, message: "already set up".into() },
+            Command::Setup(_) => Reply::Error {
+                id,
+                message: "already set up".into(),
+            },
             Command::UpsertPeers { peers } => {
                 let count = peers.len();
                 match engine.upsert(peers) {
@@ -86,7 +95,10 @@ pub fn serve(engine: &Engine, control: &mut Control) -> io::Result<()> {
                         tracing::debug!(count, "peers upserted");
                         Reply::Done { id }
                     }
-                    Err(e) => Reply::Error { id, message: e.to_string() },
+                    Err(e) => Reply::Error {
+                        id,
+                        message: e.to_string(),
+                    },
                 }
             }
             Command::RemovePeers { keys } => {

@@ -62,7 +62,9 @@ pub struct Engine {
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("public", &self.public.as_bytes()).finish_non_exhaustive()
+        f.debug_struct("Engine")
+            .field("public", &self.public.as_bytes())
+            .finish_non_exhaustive()
     }
 }
 
@@ -80,7 +82,13 @@ impl Engine {
         let private = StaticSecret::from(private_key);
         let public = PublicKey::from(&private);
         let limiter = Arc::new(RateLimiter::new(&public, handshake_limit));
-        Engine { private, public, limiter, table: RwLock::new(PeerTable::default()), counters: Counters::default() }
+        Engine {
+            private,
+            public,
+            limiter,
+            table: RwLock::new(PeerTable::default()),
+            counters: Counters::default(),
+        }
     }
 
     /// The interface's public key.
@@ -106,7 +114,10 @@ impl Engine {
     /// A read view for a batch of packets: workers take it once per batch,
     /// so peer changes wait at most one batch.
     pub fn view(&self) -> View<'_> {
-        View { engine: self, table: self.table.read().unwrap_or_else(|e| e.into_inner()) }
+        View {
+            engine: self,
+            table: self.table.read().unwrap_or_else(|e| e.into_inner()),
+        }
     }
 
     /// Forgets handshake counts; the shell calls it once a second.
@@ -165,7 +176,11 @@ impl View<'_> {
                 // Which peer is this? Only decrypting the initiator's static
                 // key tells, and that costs a DH: check MAC1 and the load
                 // (cookie) first so floods are cheap to refuse.
-                match self.engine.limiter.verify_packet(Some(from.ip().to_canonical()), datagram, scratch) {
+                match self
+                    .engine
+                    .limiter
+                    .verify_packet(Some(from.ip().to_canonical()), datagram, scratch)
+                {
                     Ok(_) => {}
                     Err(TunnResult::WriteToNetwork(cookie)) => {
                         counters.cookie_replies.fetch_add(1, Ordering::Relaxed);
@@ -262,7 +277,12 @@ impl View<'_> {
             counters.dropped_no_route.fetch_add(1, Ordering::Relaxed);
             return None;
         };
-        match peer.tunn.lock().unwrap_or_else(|e| e.into_inner()).encapsulate(packet, out) {
+        match peer
+            .tunn
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .encapsulate(packet, out)
+        {
             TunnResult::WriteToNetwork(datagram) => Some((to, datagram)),
             _ => None,
         }

@@ -58,7 +58,12 @@ fn run(args: &Args) -> anyhow::Result<()> {
     if let Some(ns) = &args.netns {
         sys::netns::enter(ns).with_context(|| format!("enter network namespace {ns}"))?;
     }
-    let stream = UnixStream::from(io::stdin().as_fd().try_clone_to_owned().context("dup the control socket")?);
+    let stream = UnixStream::from(
+        io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .context("dup the control socket")?,
+    );
     let mut ctl = Control::new(stream);
 
     let req = match ctl.read().context("read the setup request")? {
@@ -67,14 +72,20 @@ fn run(args: &Args) -> anyhow::Result<()> {
         Incoming::Malformed(why) => bail!("malformed setup request: {why}"),
     };
     let Command::Setup(config) = req.command else {
-        ctl.reply(&Reply::Error { id: req.id, message: "the first request must be setup".into() })?;
+        ctl.reply(&Reply::Error {
+            id: req.id,
+            message: "the first request must be setup".into(),
+        })?;
         bail!("the first request was not setup");
     };
     let workers = setup::workers(config.workers);
     let interface = match setup::create(&config, workers) {
         Ok(i) => i,
         Err(e) => {
-            ctl.reply(&Reply::Error { id: req.id, message: e.to_string() })?;
+            ctl.reply(&Reply::Error {
+                id: req.id,
+                message: e.to_string(),
+            })?;
             return Err(e).context("setup");
         }
     };
@@ -91,7 +102,10 @@ fn run(args: &Args) -> anyhow::Result<()> {
         match sandbox::apply() {
             Ok(summary) => summary,
             Err(e) => {
-                ctl.reply(&Reply::Error { id: req.id, message: format!("sandbox: {e}") })?;
+                ctl.reply(&Reply::Error {
+                    id: req.id,
+                    message: format!("sandbox: {e}"),
+                })?;
                 return Err(e).context("sandbox");
             }
         }
@@ -105,7 +119,12 @@ fn run(args: &Args) -> anyhow::Result<()> {
     drop(config);
     shell::spawn(engine.clone(), interface).context("start the workers")?;
     let workers = u16::try_from(workers).unwrap_or(u16::MAX);
-    ctl.reply(&Reply::Ready { id: req.id, ifindex, workers, sandbox })?;
+    ctl.reply(&Reply::Ready {
+        id: req.id,
+        ifindex,
+        workers,
+        sandbox,
+    })?;
     control::serve(&engine, &mut ctl).context("control socket")?;
     // The workers block in poll; ending the process closes the TUN queues,
     // which removes the interface.
@@ -117,11 +136,27 @@ fn probe() -> anyhow::Result<()> {
     let attempts: Vec<(&str, io::Result<()>)> = vec![
         ("open /etc/passwd", std::fs::File::open("/etc/passwd").map(drop)),
         ("open /etc/shadow", std::fs::File::open("/etc/shadow").map(drop)),
-        ("create /tmp file", std::fs::File::create("/tmp/rampart-tunnel-probe").map(drop)),
-        ("tcp connect 127.0.0.1:22", std::net::TcpStream::connect("127.0.0.1:22").map(drop)),
-        ("tcp bind 127.0.0.1:0", std::net::TcpListener::bind("127.0.0.1:0").map(drop)),
+        (
+            "create /tmp file",
+            std::fs::File::create("/tmp/rampart-tunnel-probe").map(drop),
+        ),
+        (
+            "tcp connect 127.0.0.1:22",
+            std::net::TcpStream::connect("127.0.0.1:22").map(drop),
+        ),
+        (
+            "tcp bind 127.0.0.1:0",
+            std::net::TcpListener::bind("127.0.0.1:0").map(drop),
+        ),
         ("udp socket", std::net::UdpSocket::bind("127.0.0.1:0").map(drop)),
-        ("exec /bin/sh", std::process::Command::new("/bin/sh").arg("-c").arg("true").status().map(drop)),
+        (
+            "exec /bin/sh",
+            std::process::Command::new("/bin/sh")
+                .arg("-c")
+                .arg("true")
+                .status()
+                .map(drop),
+        ),
     ];
     let mut out = io::stdout().lock();
     for (what, result) in attempts {

@@ -88,7 +88,9 @@ pub struct PeerTable {
 
 impl std::fmt::Debug for PeerTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PeerTable").field("peers", &self.by_key.len()).finish_non_exhaustive()
+        f.debug_struct("PeerTable")
+            .field("peers", &self.by_key.len())
+            .finish_non_exhaustive()
     }
 }
 

@@ -15,9 +15,7 @@
 
 use std::collections::BTreeMap;
 
-use landlock::{
-    ABI, Access, AccessFs, AccessNet, CompatLevel, Compatible, Ruleset, RulesetAttr, RulesetStatus, Scope,
-};
+use landlock::{ABI, Access, AccessFs, AccessNet, CompatLevel, Compatible, Ruleset, RulesetAttr, RulesetStatus, Scope};
 use seccompiler::{SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule};
 
 /// Why the sandbox could not be applied. The tunnel refuses to serve then.
@@ -40,7 +38,10 @@ pub fn apply() -> Result<String, SandboxError> {
     drop_capabilities()?;
     let landlock = landlock()?;
     seccomp()?;
-    Ok(format!("no-new-privs, no capabilities, {landlock}, seccomp allowlist ({} syscalls)", ALLOWED.len() + 1))
+    Ok(format!(
+        "no-new-privs, no capabilities, {landlock}, seccomp allowlist ({} syscalls)",
+        ALLOWED.len() + 1
+    ))
 }
 
 fn no_new_privs() -> Result<(), SandboxError> {
@@ -88,8 +89,15 @@ fn drop_capabilities() -> Result<(), SandboxError> {
     }
     // SAFETY: prctl with integer arguments only.
     unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) };
-    let header = CapHeader { version: LINUX_CAPABILITY_VERSION_3, pid: 0 };
-    let data = [CapData { effective: 0, permitted: 0, inheritable: 0 }; 2];
+    let header = CapHeader {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let data = [CapData {
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+    }; 2];
     // SAFETY: capset reads a v3 header and two data structs, which is what
     // we pass; both live across the call.
     let ret = unsafe { libc::syscall(libc::SYS_capset, &header as *const CapHeader, data.as_ptr()) };
@@ -185,15 +193,21 @@ fn seccomp() -> Result<(), SandboxError> {
     let err = |e: seccompiler::BackendError| SandboxError::Seccomp(e.to_string());
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = ALLOWED.iter().map(|&nr| (nr, Vec::new())).collect();
     // prctl only to name threads (std does it for named threads).
-    let name_only = SeccompCondition::new(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, libc::PR_SET_NAME as u64)
-        .map_err(err)?;
+    let name_only =
+        SeccompCondition::new(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, libc::PR_SET_NAME as u64).map_err(err)?;
     rules.insert(libc::SYS_prctl, vec![SeccompRule::new(vec![name_only]).map_err(err)?]);
     let arch = std::env::consts::ARCH
         .try_into()
         .map_err(|e: seccompiler::BackendError| SandboxError::Seccomp(e.to_string()))?;
-    let filter = SeccompFilter::new(rules, SeccompAction::Errno(libc::EPERM as u32), SeccompAction::Allow, arch)
-        .map_err(err)?;
-    let program: seccompiler::BpfProgram =
-        filter.try_into().map_err(|e: seccompiler::BackendError| SandboxError::Seccomp(e.to_string()))?;
+    let filter = SeccompFilter::new(
+        rules,
+        SeccompAction::Errno(libc::EPERM as u32),
+        SeccompAction::Allow,
+        arch,
+    )
+    .map_err(err)?;
+    let program: seccompiler::BpfProgram = filter
+        .try_into()
+        .map_err(|e: seccompiler::BackendError| SandboxError::Seccomp(e.to_string()))?;
     seccompiler::apply_filter(&program).map_err(|e| SandboxError::Seccomp(e.to_string()))
 }

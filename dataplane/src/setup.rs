@@ -50,10 +50,16 @@ fn sys(what: impl Into<String>) -> impl FnOnce(io::Error) -> SetupError {
 /// Checks a setup request before anything is created.
 pub fn validate(setup: &Setup) -> Result<(), SetupError> {
     if !tun::valid_name(&setup.interface) {
-        return Err(SetupError::Invalid(format!("interface name {:?}: 1 to 15 printable bytes", setup.interface)));
+        return Err(SetupError::Invalid(format!(
+            "interface name {:?}: 1 to 15 printable bytes",
+            setup.interface
+        )));
     }
     if let Some(bad) = setup.addresses.iter().find(|a| !a.is_valid()) {
-        return Err(SetupError::Invalid(format!("address {}/{}: prefix too long", bad.address, bad.prefix_len)));
+        return Err(SetupError::Invalid(format!(
+            "address {}/{}: prefix too long",
+            bad.address, bad.prefix_len
+        )));
     }
     let has_v6 = setup.addresses.iter().any(|a| a.address.is_ipv6());
     let min_mtu = if has_v6 { 1280 } else { 576 };
@@ -81,9 +87,11 @@ pub fn create(setup: &Setup, workers: usize) -> Result<Interface, SetupError> {
     let ifindex = netlink::ifindex(&setup.interface).map_err(sys("look up the interface"))?;
     let mut nl = netlink::Netlink::open().map_err(sys("open netlink"))?;
     for addr in &setup.addresses {
-        nl.add_address(ifindex, addr).map_err(sys(format!("add address {}/{}", addr.address, addr.prefix_len)))?;
+        nl.add_address(ifindex, addr)
+            .map_err(sys(format!("add address {}/{}", addr.address, addr.prefix_len)))?;
     }
-    nl.set_mtu_up(ifindex, setup.mtu).map_err(sys("set MTU and bring the link up"))?;
+    nl.set_mtu_up(ifindex, setup.mtu)
+        .map_err(sys("set MTU and bring the link up"))?;
 
     // With port 0 the first socket picks one and the others join it.
     let first = udp::bind(setup.listen_port, setup.socket_buffer)
@@ -93,7 +101,12 @@ pub fn create(setup: &Setup, workers: usize) -> Result<Interface, SetupError> {
     for _ in 1..workers {
         sockets.push(udp::bind(port, setup.socket_buffer).map_err(sys(format!("bind UDP port {port}")))?);
     }
-    Ok(Interface { name: setup.interface.clone(), ifindex, queues, sockets })
+    Ok(Interface {
+        name: setup.interface.clone(),
+        ifindex,
+        queues,
+        sockets,
+    })
 }
 
 /// Whether an address is one of the interface's own (for logs).

@@ -43,7 +43,11 @@ pub fn spawn(engine: Arc<Engine>, interface: Interface) -> io::Result<Vec<JoinHa
                 .spawn(move || Worker::new(engine, tun, socket).run())?,
         );
     }
-    handles.push(std::thread::Builder::new().name("timers".into()).spawn(move || timers(&engine, &timer_socket))?);
+    handles.push(
+        std::thread::Builder::new()
+            .name("timers".into())
+            .spawn(move || timers(&engine, &timer_socket))?,
+    );
     Ok(handles)
 }
 
@@ -99,15 +103,15 @@ impl Worker {
                 }
             };
             if ready[0] {
-                self.from_network();
+                self.drain_network();
             }
             if ready[1] {
-                self.from_tun();
+                self.drain_tun();
             }
         }
     }
 
-    fn from_network(&mut self) {
+    fn drain_network(&mut self) {
         for _ in 0..ROUNDS {
             let n = match self.recv.recv(&self.socket) {
                 Ok(0) => break,
@@ -118,7 +122,11 @@ impl Worker {
                 }
             };
             let view = self.engine.view();
-            let mut sink = WorkerSink { tun: &self.tun, socket: &self.socket, send: &mut self.send };
+            let mut sink = WorkerSink {
+                tun: &self.tun,
+                socket: &self.socket,
+                send: &mut self.send,
+            };
             for i in 0..n {
                 if let Some((from, datagram)) = self.recv.get(i) {
                     view.from_network(from, datagram, &mut self.scratch, &mut sink);
@@ -132,7 +140,7 @@ impl Worker {
         }
     }
 
-    fn from_tun(&mut self) {
+    fn drain_tun(&mut self) {
         for _ in 0..ROUNDS {
             let view = self.engine.view();
             let mut read_all = false;
@@ -151,7 +159,9 @@ impl Worker {
                 };
                 let slot = self.send.slot();
                 let start = slot.as_ptr();
-                let Some((to, datagram)) = view.from_tun(&self.packet[..len], slot) else { continue };
+                let Some((to, datagram)) = view.from_tun(&self.packet[..len], slot) else {
+                    continue;
+                };
                 let len = datagram.len();
                 // boringtun writes its output at the start of the buffer we
                 // pass; copy only if that ever changes.

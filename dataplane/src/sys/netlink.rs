@@ -30,9 +30,18 @@ impl Netlink {
     /// Opens a route socket in the current network namespace.
     pub fn open() -> io::Result<Netlink> {
         // SAFETY: plain socket(2); the result is checked before it is owned.
-        let fd = check(unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::NETLINK_ROUTE) })?;
+        let fd = check(unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                libc::NETLINK_ROUTE,
+            )
+        })?;
         // SAFETY: `fd` is a fresh descriptor nobody else owns.
-        Ok(Netlink { fd: unsafe { OwnedFd::from_raw_fd(fd) }, seq: 0 })
+        Ok(Netlink {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            seq: 0,
+        })
     }
 
     /// Adds an address to an interface.
@@ -113,7 +122,11 @@ impl Netlink {
                 }
                 if kind == libc::NLMSG_ERROR as u16 && seq == self.seq && len >= NLMSG_HDRLEN + 4 {
                     let code = i32::from_ne_bytes([rest[16], rest[17], rest[18], rest[19]]);
-                    return if code == 0 { Ok(()) } else { Err(io::Error::from_raw_os_error(-code)) };
+                    return if code == 0 {
+                        Ok(())
+                    } else {
+                        Err(io::Error::from_raw_os_error(-code))
+                    };
                 }
                 rest = &rest[align(len).min(rest.len())..];
             }
@@ -126,7 +139,11 @@ pub fn ifindex(name: &str) -> io::Result<u32> {
     let c = std::ffi::CString::new(name).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in name"))?;
     // SAFETY: `c` is a NUL-terminated string that outlives the call.
     let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
-    if index == 0 { Err(io::Error::last_os_error()) } else { Ok(index) }
+    if index == 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(index)
+    }
 }
 
 fn push_attr(buf: &mut Vec<u8>, kind: u16, data: &[u8]) {
@@ -143,6 +160,8 @@ fn align(len: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::expect_used)]
+
     use super::*;
 
     #[test]

@@ -12,7 +12,10 @@ use super::check;
 /// thread, before any socket or thread exists: both inherit it from there.
 pub fn enter(name: &str) -> io::Result<()> {
     if name.is_empty() || name.contains('/') || name.starts_with('.') {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "a namespace name, not a path"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a namespace name, not a path",
+        ));
     }
     let file = File::open(format!("/run/netns/{name}"))?;
     // SAFETY: setns only reads the descriptor, which `file` keeps open for

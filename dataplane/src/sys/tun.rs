@@ -37,9 +37,16 @@ pub fn valid_name(name: &str) -> bool {
 /// is gone.
 pub fn open(name: &str, queues: usize) -> io::Result<Vec<File>> {
     if !valid_name(name) {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("bad interface name {name:?}")));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("bad interface name {name:?}"),
+        ));
     }
-    let mut req = IfReqFlags { name: [0; libc::IFNAMSIZ], flags: 0, _pad: [0; 22] };
+    let mut req = IfReqFlags {
+        name: [0; libc::IFNAMSIZ],
+        flags: 0,
+        _pad: [0; 22],
+    };
     req.name[..name.len()].copy_from_slice(name.as_bytes());
     // The flag constants are c_int in libc but the field is a short; all fit.
     req.flags = (libc::IFF_TUN | libc::IFF_NO_PI | libc::IFF_MULTI_QUEUE) as libc::c_short;
@@ -60,6 +67,8 @@ pub fn open(name: &str, queues: usize) -> io::Result<Vec<File>> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::expect_used)]
+
     use super::*;
 
     #[test]

@@ -8,7 +8,7 @@
 //! pointing into itself would be unsound to move).
 
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6, UdpSocket};
+use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use super::check;
@@ -24,7 +24,11 @@ pub const SLOT: usize = 65536 + 64;
 pub fn bind(port: u16, buffer: u32) -> io::Result<UdpSocket> {
     // SAFETY: plain socket(2); the result is checked before it is owned.
     let fd = check(unsafe {
-        libc::socket(libc::AF_INET6, libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0)
+        libc::socket(
+            libc::AF_INET6,
+            libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
     })?;
     // SAFETY: `fd` is fresh and owned by nobody else.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
@@ -34,7 +38,10 @@ pub fn bind(port: u16, buffer: u32) -> io::Result<UdpSocket> {
         let size = libc::c_int::try_from(buffer).unwrap_or(libc::c_int::MAX);
         // The FORCE variants pass the sysctl cap; they need CAP_NET_ADMIN,
         // which setup still has. Without it, fall back to the capped ones.
-        for (force, plain) in [(libc::SO_RCVBUFFORCE, libc::SO_RCVBUF), (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF)] {
+        for (force, plain) in [
+            (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
+            (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
+        ] {
             if setsockopt(&fd, libc::SOL_SOCKET, force, size).is_err() {
                 setsockopt(&fd, libc::SOL_SOCKET, plain, size)?;
             }
@@ -80,7 +87,12 @@ impl Default for RecvBatch {
     fn default() -> Self {
         // SAFETY: an all-zero sockaddr_in6 is a valid value of the type.
         let zero: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
-        RecvBatch { bufs: vec![0; BATCH * SLOT], lens: [0; BATCH], addrs: vec![zero; BATCH], count: 0 }
+        RecvBatch {
+            bufs: vec![0; BATCH * SLOT],
+            lens: [0; BATCH],
+            addrs: vec![zero; BATCH],
+            count: 0,
+        }
     }
 }
 
@@ -90,7 +102,10 @@ impl RecvBatch {
         let mut iovs: Vec<libc::iovec> = self
             .bufs
             .chunks_exact_mut(SLOT)
-            .map(|chunk| libc::iovec { iov_base: chunk.as_mut_ptr().cast(), iov_len: SLOT })
+            .map(|chunk| libc::iovec {
+                iov_base: chunk.as_mut_ptr().cast(),
+                iov_len: SLOT,
+            })
             .collect();
         let mut hdrs: Vec<libc::mmsghdr> = iovs
             .iter_mut()
@@ -104,12 +119,22 @@ impl RecvBatch {
         // and `self.addrs`, each iovec at a distinct SLOT-sized part of
         // `self.bufs`; all outlive the call, which writes within those bounds.
         let n = unsafe {
-            libc::recvmmsg(socket.as_raw_fd(), hdrs.as_mut_ptr(), BATCH as libc::c_uint, libc::MSG_DONTWAIT, std::ptr::null_mut())
+            libc::recvmmsg(
+                socket.as_raw_fd(),
+                hdrs.as_mut_ptr(),
+                BATCH as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
         };
         if n < 0 {
             let err = io::Error::last_os_error();
             self.count = 0;
-            return if err.kind() == io::ErrorKind::WouldBlock { Ok(0) } else { Err(err) };
+            return if err.kind() == io::ErrorKind::WouldBlock {
+                Ok(0)
+            } else {
+                Err(err)
+            };
         }
         self.count = n as usize;
         for (len, hdr) in self.lens.iter_mut().zip(&hdrs).take(self.count) {
@@ -141,7 +166,12 @@ impl Default for SendBatch {
     fn default() -> Self {
         // SAFETY: an all-zero sockaddr_in6 is a valid value of the type.
         let zero: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
-        SendBatch { bufs: vec![0; BATCH * SLOT], lens: [0; BATCH], addrs: vec![zero; BATCH], count: 0 }
+        SendBatch {
+            bufs: vec![0; BATCH * SLOT],
+            lens: [0; BATCH],
+            addrs: vec![zero; BATCH],
+            count: 0,
+        }
     }
 }
 
@@ -185,12 +215,18 @@ impl SendBatch {
             let mut iovs: Vec<libc::iovec> = self.bufs[sent * SLOT..]
                 .chunks_exact_mut(SLOT)
                 .zip(&self.lens[sent..self.count])
-                .map(|(chunk, &len)| libc::iovec { iov_base: chunk.as_mut_ptr().cast(), iov_len: len })
+                .map(|(chunk, &len)| libc::iovec {
+                    iov_base: chunk.as_mut_ptr().cast(),
+                    iov_len: len,
+                })
                 .collect();
             let mut hdrs: Vec<libc::mmsghdr> = iovs
                 .iter_mut()
                 .zip(self.addrs[sent..self.count].iter_mut())
-                .map(|(iov, addr)| libc::mmsghdr { msg_hdr: msghdr(iov, addr), msg_len: 0 })
+                .map(|(iov, addr)| libc::mmsghdr {
+                    msg_hdr: msghdr(iov, addr),
+                    msg_len: 0,
+                })
                 .collect();
             // SAFETY: as in `recv`: every header points at live iovecs and
             // addresses, the iovecs at initialised bytes within `self.bufs`;
@@ -233,7 +269,9 @@ pub fn to_sockaddr(addr: SocketAddr) -> libc::sockaddr_in6 {
     out.sin6_family = libc::AF_INET6 as libc::sa_family_t;
     out.sin6_port = v6.port().to_be();
     out.sin6_flowinfo = v6.flowinfo();
-    out.sin6_addr = libc::in6_addr { s6_addr: v6.ip().octets() };
+    out.sin6_addr = libc::in6_addr {
+        s6_addr: v6.ip().octets(),
+    };
     out.sin6_scope_id = v6.scope_id();
     out
 }
@@ -245,13 +283,15 @@ fn from_sockaddr(addr: &libc::sockaddr_in6) -> Option<SocketAddr> {
     let ip = Ipv6Addr::from(addr.sin6_addr.s6_addr);
     let port = u16::from_be(addr.sin6_port);
     Some(match ip.to_ipv4_mapped() {
-        Some(v4) => SocketAddr::new(Ipv4Addr::from(v4).into(), port),
+        Some(v4) => SocketAddr::new(v4.into(), port),
         None => SocketAddr::V6(SocketAddrV6::new(ip, port, addr.sin6_flowinfo, addr.sin6_scope_id)),
     })
 }
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::expect_used)]
+
     use super::*;
 
     #[test]
