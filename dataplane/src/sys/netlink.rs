@@ -38,10 +38,8 @@ impl Netlink {
             )
         })?;
         // SAFETY: `fd` is a fresh descriptor nobody else owns.
-        Ok(Netlink {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-            seq: 0,
-        })
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Netlink { fd, seq: 0 })
     }
 
     /// Adds an address to an interface.
