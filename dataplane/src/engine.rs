@@ -100,7 +100,7 @@ impl Engine {
     pub fn upsert(&self, specs: Vec<PeerSpec>) -> Result<(), PeerError> {
         let mut table = self.write();
         for spec in specs {
-            table.upsert(spec, &self.private, &self.limiter)?;
+            table.upsert(spec)?;
         }
         Ok(())
     }
@@ -132,7 +132,14 @@ impl Engine {
         let mut peers = Vec::new();
         for peer in table.iter() {
             let Some(endpoint) = peer.endpoint() else { continue };
-            let (since, tx, rx, _, _) = peer.tunn.lock().unwrap_or_else(|e| e.into_inner()).stats();
+            let guard = peer.tunn.lock().unwrap_or_else(|e| e.into_inner());
+            let (since, tx, rx) = match guard.as_ref() {
+                Some(tunn) => {
+                    let (since, tx, rx, _, _) = tunn.stats();
+                    (since, tx, rx)
+                }
+                None => (None, 0, 0),
+            };
             peers.push(PeerStats {
                 public_key: WgKey::from_bytes(&peer.key),
                 endpoint: Some(canonical(endpoint)),
@@ -215,7 +222,8 @@ impl View<'_> {
 
     fn decapsulate(&self, peer: &Peer, from: SocketAddr, datagram: &[u8], scratch: &mut [u8], sink: &mut impl Sink) {
         let counters = &self.engine.counters;
-        let mut tunn = peer.tunn.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = peer.tunn.lock().unwrap_or_else(|e| e.into_inner());
+        let tunn = guard.get_or_insert_with(|| peer.new_tunn(&self.engine.private, &self.engine.limiter));
         let mut result = tunn.decapsulate(Some(from.ip().to_canonical()), datagram, scratch);
         loop {
             match result {
@@ -277,12 +285,9 @@ impl View<'_> {
             counters.dropped_no_route.fetch_add(1, Ordering::Relaxed);
             return None;
         };
-        match peer
-            .tunn
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .encapsulate(packet, out)
-        {
+        let mut guard = peer.tunn.lock().unwrap_or_else(|e| e.into_inner());
+        let tunn = guard.get_or_insert_with(|| peer.new_tunn(&self.engine.private, &self.engine.limiter));
+        match tunn.encapsulate(packet, out) {
             TunnResult::WriteToNetwork(datagram) => Some((to, datagram)),
             _ => None,
         }
@@ -294,7 +299,8 @@ impl View<'_> {
         for peer in self.table.iter() {
             // A peer that never reached us has no timers that could send.
             let Some(to) = peer.endpoint() else { continue };
-            let mut tunn = peer.tunn.lock().unwrap_or_else(|e| e.into_inner());
+            let mut guard = peer.tunn.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(tunn) = guard.as_mut() else { continue };
             if let TunnResult::WriteToNetwork(datagram) = tunn.update_timers(scratch) {
                 sink.to_network(to, datagram);
             }

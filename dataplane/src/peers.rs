@@ -43,8 +43,11 @@ pub struct Peer {
     /// What it was configured with (to tell whether an upsert changes
     /// anything the protocol state depends on).
     pub(crate) spec: PeerSpec,
-    /// The protocol state machine.
-    pub(crate) tunn: Mutex<Tunn>,
+    /// The protocol state machine, made on first use: an idle peer costs a
+    /// few hundred bytes instead of boringtun's ~10 KiB of session slots
+    /// (and its key agreement at load), which is what lets one process hold
+    /// 100k peers. Once made it stays, and with it the handshake replay floor.
+    pub(crate) tunn: Mutex<Option<Box<Tunn>>>,
     /// Where its authenticated packets last came from; `None` until the
     /// first handshake (the server never knows a client's address in advance).
     pub(crate) endpoint: Mutex<Option<SocketAddr>>,
@@ -71,6 +74,19 @@ impl Peer {
         if *endpoint != Some(from) {
             *endpoint = Some(from);
         }
+    }
+
+    /// A fresh protocol state for this peer (boxed: inline, even `None`
+    /// would take the full ~11 KiB in every peer).
+    pub(crate) fn new_tunn(&self, private: &StaticSecret, limiter: &Arc<RateLimiter>) -> Box<Tunn> {
+        Box::new(Tunn::new(
+            private.clone(),
+            PublicKey::from(self.key),
+            self.spec.preshared_key.as_ref().map(|k| k.to_bytes()),
+            self.spec.persistent_keepalive,
+            self.slot,
+            Some(limiter.clone()),
+        ))
     }
 
     pub(crate) fn count_dropped_source(&self) {
@@ -140,12 +156,7 @@ impl PeerTable {
 
     /// Adds a peer or updates one with the same key. The protocol state (its
     /// sessions) survives unless the preshared key or keepalive changed.
-    pub fn upsert(
-        &mut self,
-        spec: PeerSpec,
-        private: &StaticSecret,
-        limiter: &Arc<RateLimiter>,
-    ) -> Result<(), PeerError> {
+    pub fn upsert(&mut self, spec: PeerSpec) -> Result<(), PeerError> {
         let networks = spec.allowed_ips.iter().map(network).collect::<Result<Vec<_>, _>>()?;
         let key = spec.public_key.to_bytes();
         let slot = match self.by_key.get(&key) {
@@ -154,27 +165,30 @@ impl PeerTable {
                     return Err(PeerError::Full);
                 };
                 self.unroute(&old);
-                if old.spec.preshared_key != spec.preshared_key
-                    || old.spec.persistent_keepalive != spec.persistent_keepalive
-                {
-                    self.slots[slot as usize] = Some(Arc::new(new_peer(slot, key, spec, private, limiter)));
+                // Same session keys: keep the live state (moved out of the
+                // old entry, which a worker may still hold mid-packet; it
+                // finds no state and drops that packet). New keys: start over.
+                let same_keys = old.spec.preshared_key == spec.preshared_key
+                    && old.spec.persistent_keepalive == spec.persistent_keepalive;
+                let state = if same_keys {
+                    old.tunn.lock().unwrap_or_else(|e| e.into_inner()).take()
                 } else {
-                    // Same session keys: keep the live state, swap the spec.
-                    let kept = Peer {
-                        slot,
-                        key,
-                        spec,
-                        tunn: Mutex::new(replace_tunn(&old, private, limiter)),
-                        endpoint: Mutex::new(old.endpoint()),
-                        dropped_source: AtomicU64::new(old.dropped_source.load(Ordering::Relaxed)),
-                    };
-                    self.slots[slot as usize] = Some(Arc::new(kept));
-                }
+                    None
+                };
+                let updated = Peer {
+                    slot,
+                    key,
+                    endpoint: Mutex::new(spec.endpoint.or(old.endpoint())),
+                    spec,
+                    tunn: Mutex::new(state),
+                    dropped_source: AtomicU64::new(old.dropped_source.load(Ordering::Relaxed)),
+                };
+                self.slots[slot as usize] = Some(Arc::new(updated));
                 slot
             }
             None => {
                 let slot = self.allocate()?;
-                self.slots[slot as usize] = Some(Arc::new(new_peer(slot, key, spec, private, limiter)));
+                self.slots[slot as usize] = Some(Arc::new(new_peer(slot, key, spec)));
                 self.by_key.insert(key, slot);
                 slot
             }
@@ -222,38 +236,15 @@ impl PeerTable {
     }
 }
 
-fn new_peer(slot: u32, key: [u8; 32], spec: PeerSpec, private: &StaticSecret, limiter: &Arc<RateLimiter>) -> Peer {
-    let tunn = Tunn::new(
-        private.clone(),
-        PublicKey::from(key),
-        spec.preshared_key.as_ref().map(|k| k.to_bytes()),
-        spec.persistent_keepalive,
-        slot,
-        Some(limiter.clone()),
-    );
+fn new_peer(slot: u32, key: [u8; 32], spec: PeerSpec) -> Peer {
     Peer {
         slot,
         key,
+        endpoint: Mutex::new(spec.endpoint),
         spec,
-        tunn: Mutex::new(tunn),
-        endpoint: Mutex::new(None),
+        tunn: Mutex::new(None),
         dropped_source: AtomicU64::new(0),
     }
-}
-
-/// Moves the live protocol state out of a peer that is being replaced by an
-/// updated copy. The old `Arc` may still be held by a worker mid-packet; it
-/// keeps a fresh (empty) state, and its packet fails authentication at worst.
-fn replace_tunn(old: &Peer, private: &StaticSecret, limiter: &Arc<RateLimiter>) -> Tunn {
-    let fresh = Tunn::new(
-        private.clone(),
-        PublicKey::from(old.key),
-        old.spec.preshared_key.as_ref().map(|k| k.to_bytes()),
-        old.spec.persistent_keepalive,
-        old.slot,
-        Some(limiter.clone()),
-    );
-    std::mem::replace(&mut *old.tunn.lock().unwrap_or_else(|e| e.into_inner()), fresh)
 }
 
 fn network(cidr: &Cidr) -> Result<IpNetwork, PeerError> {

@@ -41,6 +41,7 @@ fn peer(key: WgKey, allowed: &[&str]) -> PeerSpec {
         preshared_key: None,
         allowed_ips: allowed.iter().map(|a| a.parse().expect("cidr")).collect(),
         persistent_keepalive: None,
+        endpoint: None,
     }
 }
 

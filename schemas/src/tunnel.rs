@@ -134,6 +134,11 @@ pub struct PeerSpec {
     /// Seconds between keepalives the server sends; none by default.
     #[serde(default)]
     pub persistent_keepalive: Option<u16>,
+    /// Where to reach it before it has sent anything (site-to-site links,
+    /// the benchmark's client end). A VPN client's endpoint is learnt from
+    /// its first handshake instead.
+    #[serde(default)]
+    pub endpoint: Option<SocketAddr>,
 }
 
 impl std::fmt::Debug for PeerSpec {
@@ -143,6 +148,7 @@ impl std::fmt::Debug for PeerSpec {
             .field("preshared_key", &self.preshared_key.as_ref().map(|_| "<redacted>"))
             .field("allowed_ips", &self.allowed_ips)
             .field("persistent_keepalive", &self.persistent_keepalive)
+            .field("endpoint", &self.endpoint)
             .finish()
     }
 }

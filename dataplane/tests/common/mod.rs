@@ -280,6 +280,7 @@ pub fn client_peer(key: &Keys) -> PeerSpec {
             format!("{CLIENT_TUN6}/128").parse().unwrap(),
         ],
         persistent_keepalive: None,
+        endpoint: None,
     }
 }
 
