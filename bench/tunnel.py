@@ -129,6 +129,8 @@ def start_rampart(lab):
                                                   "endpoint": f"{B_VETH}:{PORT}"}]})
     b.request({"op": "upsert_peers", "peers": [{"public_key": ka, "allowed_ips": [f"{A_TUN}/32"]}]})
     lab.procs += [a.proc, b.proc]
+    # Closing the control socket stops a tunnel: keep both ends alive.
+    lab.controls = [a, b]
     return [a.proc.pid, b.proc.pid]
 
 
