@@ -24,6 +24,8 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+from tunnel import summarise  # median, min and max of each key
+
 ROOT = Path(__file__).resolve().parent.parent
 RELEASE = ROOT / "target" / "release"
 
@@ -227,17 +229,6 @@ def bench_e2e(runs, seconds, sizes=(10_000, 1_000_000)):
         finally:
             inst.stop()
     return results
-
-
-def summarise(samples):
-    import statistics
-
-    out = {}
-    for key in samples[0]:
-        values = [s[key] for s in samples]
-        out[key] = statistics.median(values)
-        out[key + "_min"], out[key + "_max"] = min(values), max(values)
-    return out
 
 
 def print_e2e(results):
