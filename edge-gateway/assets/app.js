@@ -39,7 +39,7 @@ const SECTIONS = [
 const DETAIL = { orgs: orgScreen, users: userScreen, servers: serverScreen };
 
 let session = null;
-let current = null; // { kinds, refresh, dispose }
+let current = null; // the open screen: { title, node, kinds, refresh }
 let renderSeq = 0;
 
 async function route() {
@@ -52,7 +52,7 @@ async function route() {
     if (a.dataset.key === name) a.setAttribute("aria-current", "page");
     else a.removeAttribute("aria-current");
   }
-  if (current && current.dispose) current.dispose();
+  clearTimeout(pending);
   current = null;
   if (!screen) {
     fill(main, h("h1", {}, "Not here"), h("p", { class: "empty" }, "This page does not exist or your role cannot see it."));
@@ -79,7 +79,11 @@ api.onChange((change) => {
   if (!current || !current.refresh) return;
   if (change.kind !== "*" && !current.kinds.includes(change.kind)) return;
   clearTimeout(pending);
-  pending = setTimeout(() => current && current.refresh().catch((err) => toast(err.message, true)), 150);
+  const view = current;
+  pending = setTimeout(() => {
+    // The screen may have changed meanwhile; the new one loaded fresh data.
+    if (current === view) view.refresh().catch((err) => toast(err.message, true));
+  }, 150);
 });
 
 function shell() {
