@@ -165,7 +165,9 @@ export function table(caption, columns, rows, empty) {
       {},
       h("caption", { class: "visually-hidden" }, caption),
       h("thead", {}, h("tr", {}, columns.map((c) => h("th", { scope: "col" }, c)))),
-      h("tbody", {}, rows.map((cells) => h("tr", {}, cells.map((c) => h("td", {}, c))))),
+      // Each cell carries its column's name: narrow screens show the rows
+      // as cards, labelled from it by the style sheet.
+      h("tbody", {}, rows.map((cells) => h("tr", {}, cells.map((c, i) => h("td", { "data-label": columns[i] || null }, c))))),
     ),
   );
 }

@@ -12,7 +12,6 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio_stream::StreamExt;
 
-
 fn browser_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("browser")
 }
@@ -114,7 +113,12 @@ async fn changes_stream_to_consoles_and_the_session_comes_back() {
     let h = response.headers();
     assert_eq!(h["content-type"], "text/event-stream");
     assert_eq!(h["cache-control"], "no-store");
-    assert!(h["content-security-policy"].to_str().unwrap().starts_with("default-src 'self'"));
+    assert!(
+        h["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .starts_with("default-src 'self'")
+    );
     assert!(h.get("content-length").is_none(), "streamed, not buffered");
     let mut admin_stream = response.bytes_stream();
     let watching = auditor.request(Method::GET, "/api/v1/events").send().await.unwrap();
@@ -139,6 +143,9 @@ async fn changes_stream_to_consoles_and_the_session_comes_back() {
     assert_eq!(status, StatusCode::CONFLICT);
 
     // Signing out ends the stream within one keep-alive interval.
-    assert_eq!(admin.call(Method::POST, "/api/v1/auth/logout").await, StatusCode::NO_CONTENT);
+    assert_eq!(
+        admin.call(Method::POST, "/api/v1/auth/logout").await,
+        StatusCode::NO_CONTENT
+    );
     assert_eq!(next_change(&mut admin_stream, &mut admin_buf).await, None);
 }
