@@ -9,6 +9,7 @@
 //! Events live in memory on this host only: a subscriber that falls behind
 //! by more than [`BACKLOG`] gets a `resync` and reloads what it shows.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -19,6 +20,7 @@ use futures_util::stream;
 use schemas::api::ChangeEvent;
 use schemas::values::Role;
 use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth;
@@ -28,6 +30,10 @@ use crate::state::AppState;
 
 /// Events a slow subscriber may fall behind by before it must resync.
 const BACKLOG: usize = 256;
+/// Open streams at most. Each holds one of the core's connections
+/// ([`crate::server::MAX_CONNECTIONS`]) for as long as it is open; the cap
+/// keeps consoles from crowding out the API itself.
+pub const MAX_STREAMS: usize = 128;
 /// How often an idle stream carries a comment, so proxies and browsers keep
 /// it open, and how often the caller's credential is checked again.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -38,6 +44,7 @@ pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 pub struct Events {
     tx: broadcast::Sender<ChangeEvent>,
     closed: CancellationToken,
+    streams: Arc<Semaphore>,
 }
 
 impl Default for Events {
@@ -45,6 +52,7 @@ impl Default for Events {
         Self {
             tx: broadcast::Sender::new(BACKLOG),
             closed: CancellationToken::new(),
+            streams: Arc::new(Semaphore::new(MAX_STREAMS)),
         }
     }
 }
@@ -102,6 +110,8 @@ struct Subscriber {
     rx: broadcast::Receiver<ChangeEvent>,
     tick: tokio::time::Interval,
     closed: CancellationToken,
+    /// Released when the stream ends (the subscriber is dropped).
+    _slot: OwnedSemaphorePermit,
 }
 
 impl Subscriber {
@@ -139,6 +149,9 @@ pub(crate) async fn stream(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let route = ctx.route().ok_or(ApiError::Internal(InternalError::NoContext))?;
+    let slot = Arc::clone(&state.events().streams)
+        .try_acquire_owned()
+        .map_err(|_| ApiError::Busy("too many consoles are following changes; try again later"))?;
     let mut tick = tokio::time::interval(KEEP_ALIVE);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The first tick fires at once; the stream's opening comment stands in.
@@ -151,6 +164,7 @@ pub(crate) async fn stream(
         route,
         role: caller.admin.role,
         tick,
+        _slot: slot,
     };
     // An opening comment, so that both hops flush their headers at once.
     let opening =

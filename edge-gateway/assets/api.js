@@ -116,10 +116,19 @@ let onStatus = () => {};
 export function openEvents(status) {
   closeEvents();
   onStatus = status;
-  source = new EventSource("/api/v1/events");
-  source.addEventListener("open", () => onStatus(true));
-  source.addEventListener("error", () => onStatus(false));
-  source.addEventListener("change", (event) => {
+  const mine = new EventSource("/api/v1/events");
+  source = mine;
+  mine.addEventListener("open", () => onStatus(true));
+  mine.addEventListener("error", () => {
+    onStatus(false);
+    // The browser retries dropped connections itself, but gives up on a
+    // refusal (e.g. 503 when too many consoles follow changes): try again
+    // later, unless signed out or reopened meanwhile.
+    if (mine.readyState === EventSource.CLOSED) {
+      setTimeout(() => source === mine && openEvents(status), 30000);
+    }
+  });
+  mine.addEventListener("change", (event) => {
     let change;
     try {
       change = JSON.parse(event.data);
@@ -129,7 +138,7 @@ export function openEvents(status) {
     for (const listener of listeners) listener(change);
   });
   // Fell behind: everything may have changed.
-  source.addEventListener("resync", () => {
+  mine.addEventListener("resync", () => {
     for (const listener of listeners) listener({ kind: "*" });
   });
 }
