@@ -42,6 +42,18 @@ pub(crate) fn lock_policy(failures: u32) -> Option<SignedDuration> {
     Some(SignedDuration::from_secs(secs.min(MAX_LOCK_SECS)))
 }
 
+/// The CSRF token of the session whose token has the digest `token_hash`.
+///
+/// It is derived rather than random so that a reloaded console can be
+/// given it again (`GET /api/v1/auth/session`) without the database holding
+/// it: a copy of the database has the digest but not the host key. Tabs of
+/// one session share it, and it dies with the session.
+pub(crate) fn csrf_token(state: &AppState, token_hash: &str) -> String {
+    use base64::Engine;
+    let mac = state.host_key().mac("session:csrf", token_hash.as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac)
+}
+
 /// The `Set-Cookie` value that starts a session.
 pub(crate) fn session_cookie(token: &str) -> Option<HeaderValue> {
     let max_age = SESSION_TTL.as_secs();

@@ -88,6 +88,16 @@ impl RequestCtx {
         self.slot().target = Some(target);
     }
 
+    /// The audit target, once a handler named it.
+    pub(crate) fn target(&self) -> Option<String> {
+        self.slot().target.clone()
+    }
+
+    /// The audit action.
+    pub(crate) fn action(&self) -> &str {
+        &self.inner.action
+    }
+
     /// The audit record for this request as it stands.
     pub(crate) fn record(&self, time: Timestamp, outcome: Outcome, detail: Option<String>) -> AuditRecord {
         let slot = self.slot();

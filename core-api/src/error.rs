@@ -70,6 +70,9 @@ pub enum ApiError {
         /// Seconds until the next attempt can succeed.
         retry_after: u64,
     },
+    /// A capacity limit is reached (open event streams); try again later.
+    #[error("{0}")]
+    Busy(&'static str),
     /// Something this request depends on failed (the DNS-01 hook); the
     /// detail is for the edge, on the internal endpoints only.
     #[error("{0}")]
@@ -189,6 +192,7 @@ impl ApiError {
             }
             ApiError::Gone(detail) => Problem::new(Kind::Gone, *detail),
             ApiError::TooManyRequests { .. } => Problem::new(Kind::TooManyRequests, self.to_string()),
+            ApiError::Busy(detail) => Problem::new(Kind::Unavailable, *detail),
             ApiError::Upstream(detail) => Problem::new(Kind::BadGateway, detail.clone()),
             ApiError::Internal(_) => Problem::new(Kind::Internal, "internal error"),
         }

@@ -10,9 +10,11 @@
 //! handler then runs with a [`RequestCtx`] and [`crate::context::Caller`] in
 //! its extensions.
 //!
-//! Afterwards, a state-changing request whose handler did not write its
-//! audit entry (because something refused or failed) gets one here, and
-//! every problem document gets the request id.
+//! Afterwards, a state-changing request whose handler committed its change
+//! (and with it its audit entry) is published to the console's change
+//! events ([`crate::events`]); one whose handler did not write its audit
+//! entry (because something refused or failed) gets one here; and every
+//! problem document gets the request id.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
@@ -141,6 +143,11 @@ async fn pass(state: &AppState, req: Request, next: Next, request_id: String, cl
         }
     };
     let response = result.unwrap_or_else(IntoResponse::into_response);
+    if mutation && ctx.written() && response.status().is_success() {
+        // The handler wrote its success entry in the change's transaction:
+        // the change is committed, so consoles may hear of it.
+        state.events().publish(ctx.action(), ctx.target().as_deref());
+    }
     if mutation && !ctx.written() {
         // Taken out before awaiting: a response body is not `Sync`, so a
         // reference to it cannot live across an await in a `Send` future.

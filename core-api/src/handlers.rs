@@ -58,6 +58,8 @@ fn routes(state: AppState) -> Router {
         .route("/api/v1/auth/login", post(session::login))
         .route("/api/v1/auth/logout", post(session::logout))
         .route("/api/v1/auth/me", get(session::me))
+        .route("/api/v1/auth/session", get(session::current))
+        .route("/api/v1/events", get(crate::events::stream))
         .route("/api/v1/orgs", get(orgs::list).post(orgs::create))
         .route(
             "/api/v1/orgs/{id}",

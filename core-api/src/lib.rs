@@ -17,6 +17,8 @@
 //! - `gate`: the middleware in front of every handler: origin proof, route
 //!   lookup, session, CSRF, role, the request span, and the audit entry of
 //!   every state change that a handler did not record itself.
+//! - [`events`]: the change broadcast the gate publishes to and
+//!   `GET /api/v1/events` streams to consoles.
 //! - `auth`: sessions, cookies, CSRF and the sign-in throttle's policy;
 //!   `context`: what the gate hands to handlers; `error`: the one mapping
 //!   from errors to problem documents; `paging`: query parameters and cursors;
@@ -41,6 +43,7 @@ pub mod config;
 mod context;
 pub mod crypto;
 mod error;
+pub mod events;
 mod gate;
 mod handlers;
 pub mod keys;

@@ -21,6 +21,16 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use zeroize::Zeroizing;
 
+fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
+    use hmac::{Hmac, Mac};
+    // HMAC takes a key of any length; this cannot fail.
+    let Ok(mut mac) = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key) else {
+        return [0; 32];
+    };
+    mac.update(data);
+    mac.finalize().into_bytes().into()
+}
+
 /// The host key's file name inside the data directory.
 pub const HOST_KEY_FILE: &str = "host-key";
 const PREFIX: &str = "v1.";
@@ -54,6 +64,9 @@ pub enum SealError {
 #[derive(Clone)]
 pub struct HostKey {
     cipher: XChaCha20Poly1305,
+    /// A second key derived from the host key for [`HostKey::mac`], so the
+    /// cipher's key is never also used as a MAC key.
+    mac_key: Zeroizing<[u8; 32]>,
 }
 
 impl fmt::Debug for HostKey {
@@ -101,9 +114,23 @@ impl HostKey {
 
     /// A key from raw bytes (tests).
     pub fn from_bytes(key: &[u8; 32]) -> Self {
+        let mut mac_key = Zeroizing::new([0u8; 32]);
+        mac_key.copy_from_slice(&hmac_sha256(key, b"rampart host-key: mac key"));
         Self {
             cipher: XChaCha20Poly1305::new(key.into()),
+            mac_key,
         }
+    }
+
+    /// A MAC of `data` for `context` under the host key: a value anyone
+    /// holding `data` cannot compute without the key, and that stays the
+    /// same across restarts (the CSRF token of a session is one).
+    pub fn mac(&self, context: &str, data: &[u8]) -> [u8; 32] {
+        let mut input = Vec::with_capacity(context.len() + 1 + data.len());
+        input.extend_from_slice(context.as_bytes());
+        input.push(0);
+        input.extend_from_slice(data);
+        hmac_sha256(self.mac_key.as_slice(), &input)
     }
 
     /// Seals `plaintext` for `context`.

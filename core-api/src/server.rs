@@ -39,6 +39,13 @@ pub async fn run(
         return Err(Error::NotLoopback(addr));
     }
     tracing::info!(%addr, "core listening");
+    // Event streams never end by themselves; the graceful shutdown would
+    // wait for them forever. End them when shutdown starts.
+    let events_state = state.clone();
+    let shutdown = async move {
+        shutdown.await;
+        events_state.events().close();
+    };
     let listener = Bounded {
         inner: listener,
         permits: Arc::new(Semaphore::new(MAX_CONNECTIONS)),

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::clock::Clock;
+use crate::events::Events;
 use crate::sealed::HostKey;
 use crate::secret::OriginSecret;
 use crate::store::Store;
@@ -40,6 +41,7 @@ struct Inner {
     setup_pending: AtomicBool,
     openapi: Vec<u8>,
     acme_dns_hook: std::sync::OnceLock<String>,
+    events: Events,
 }
 
 impl AppState {
@@ -88,6 +90,7 @@ impl AppState {
                 setup_pending: AtomicBool::new(pending),
                 openapi,
                 acme_dns_hook: std::sync::OnceLock::new(),
+                events: Events::default(),
             }),
         })
     }
@@ -120,6 +123,11 @@ impl AppState {
     /// The DNS-01 hook command, if configured.
     pub fn acme_dns_hook(&self) -> Option<&str> {
         self.inner.acme_dns_hook.get().map(String::as_str)
+    }
+
+    /// The change broadcast for consoles.
+    pub fn events(&self) -> &Events {
+        &self.inner.events
     }
 
     /// The clock.

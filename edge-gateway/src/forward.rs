@@ -12,6 +12,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -96,6 +97,54 @@ impl CoreClient {
         body: Option<Bytes>,
         from: Provenance<'_>,
     ) -> Result<CoreAnswer, ForwardError> {
+        let request = self.build(method, path_and_query, client_headers, body, from)?;
+        let exchange = async {
+            let response = self.client.request(request).await.map_err(ForwardError::Unreachable)?;
+            collect(response).await
+        };
+        tokio::time::timeout(self.timeout, exchange)
+            .await
+            .map_err(|_| ForwardError::Timeout(self.timeout))?
+    }
+
+    /// Opens an event stream: a GET whose successful answer is
+    /// `text/event-stream` and never ends by itself. The time limit covers
+    /// only the answer's head; the body is handed over unread, to be passed
+    /// on as it arrives. Any other answer (a refusal) is read whole like
+    /// [`CoreClient::send`]'s.
+    pub async fn open_stream(
+        &self,
+        path_and_query: &str,
+        client_headers: &HeaderMap,
+        from: Provenance<'_>,
+    ) -> Result<Streamed, ForwardError> {
+        let request = self.build(Method::GET, path_and_query, client_headers, None, from)?;
+        let exchange = async {
+            let response = self.client.request(request).await.map_err(ForwardError::Unreachable)?;
+            let is_stream = response.status() == StatusCode::OK
+                && response
+                    .headers()
+                    .get(header::CONTENT_TYPE)
+                    .is_some_and(|v| v.as_bytes() == schemas::codec::EVENT_STREAM.as_bytes());
+            if is_stream {
+                Ok(Streamed::Open(response.into_body()))
+            } else {
+                collect(response).await.map(Streamed::Whole)
+            }
+        };
+        tokio::time::timeout(self.timeout, exchange)
+            .await
+            .map_err(|_| ForwardError::Timeout(self.timeout))?
+    }
+
+    fn build(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        client_headers: &HeaderMap,
+        body: Option<Bytes>,
+        from: Provenance<'_>,
+    ) -> Result<Request<Full<Bytes>>, ForwardError> {
         let uri = format!("http://{}{}", self.authority, path_and_query);
         let mut builder = Request::builder().method(method).uri(uri);
         let headers = builder
@@ -116,26 +165,31 @@ impl CoreClient {
             }
             None => Full::new(Bytes::new()),
         };
-        let request = builder.body(body)?;
-
-        let exchange = async {
-            let response = self.client.request(request).await.map_err(ForwardError::Unreachable)?;
-            let (parts, body) = response.into_parts();
-            let body = Limited::new(body, MAX_CORE_RESPONSE)
-                .collect()
-                .await
-                .map_err(|e| ForwardError::Body(e.to_string()))?
-                .to_bytes();
-            Ok(CoreAnswer {
-                status: parts.status,
-                headers: parts.headers,
-                body,
-            })
-        };
-        tokio::time::timeout(self.timeout, exchange)
-            .await
-            .map_err(|_| ForwardError::Timeout(self.timeout))?
+        Ok(builder.body(body)?)
     }
+}
+
+/// What [`CoreClient::open_stream`] got.
+#[derive(Debug)]
+pub enum Streamed {
+    /// The event stream, still arriving.
+    Open(Incoming),
+    /// Any other answer, read whole.
+    Whole(CoreAnswer),
+}
+
+async fn collect(response: http::Response<Incoming>) -> Result<CoreAnswer, ForwardError> {
+    let (parts, body) = response.into_parts();
+    let body = Limited::new(body, MAX_CORE_RESPONSE)
+        .collect()
+        .await
+        .map_err(|e| ForwardError::Body(e.to_string()))?
+        .to_bytes();
+    Ok(CoreAnswer {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    })
 }
 
 /// Copies the allow-listed client headers. HTTP/2 clients may split

@@ -18,16 +18,17 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, Response, StatusCode};
+use http_body_util::Either;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use schemas::codec::{Payload, ResponseBody};
+use schemas::codec::{EVENT_STREAM, Payload, ResponseBody};
 use schemas::problem::{Kind, Problem};
 use schemas::query::check_query;
 use schemas::routes::{Match, Route, ServedBy, match_route};
 use schemas::wire;
 use tracing::{error, info, warn};
 
-use crate::forward::{CoreClient, ForwardError, Provenance};
+use crate::forward::{CoreClient, ForwardError, Provenance, Streamed};
 use crate::respond::{self, Body};
 use crate::throttle::Throttle;
 use crate::tls::CertStore;
@@ -152,19 +153,46 @@ impl Gateway {
                     client: peer,
                     request_id,
                 };
+                if is_event_stream(route) {
+                    return self.forward_stream(route, &target, &parts.headers, from).await;
+                }
                 match self.core.send(parts.method, &target, &parts.headers, body, from).await {
                     Ok(answer) => filter_answer(route, answer.status, &answer.headers, &answer.body, request_id),
-                    Err(e) => {
-                        error!(request_id, operation = route.operation, error = %e, "forwarding to the core failed");
-                        let kind = match e {
-                            ForwardError::Timeout(_) => Kind::GatewayTimeout,
-                            ForwardError::Unreachable(_) => Kind::Unavailable,
-                            ForwardError::Body(_) | ForwardError::Build(_) => Kind::BadGateway,
-                        };
-                        respond::error(kind, "the control plane did not answer", request_id)
-                    }
+                    Err(e) => unanswered(route, &e, request_id),
                 }
             }
+        }
+    }
+
+    /// An event stream is passed on as the core writes it: not buffered,
+    /// not held to the size limit, not parsed as JSON (it is not JSON), but
+    /// with the same security headers and only the allow-listed response
+    /// headers. Anything but a stream (a refusal) goes through the usual
+    /// filter.
+    async fn forward_stream(
+        &self,
+        route: &Route,
+        target: &str,
+        headers: &HeaderMap,
+        from: Provenance<'_>,
+    ) -> Response<Body> {
+        let request_id = from.request_id;
+        match self.core.open_stream(target, headers, from).await {
+            Ok(Streamed::Open(body)) => {
+                let mut response = Response::new(Either::Right(body));
+                let h = response.headers_mut();
+                h.insert(header::CONTENT_TYPE, HeaderValue::from_static(EVENT_STREAM));
+                h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                // Tells any buffering proxy in front of the edge to pass
+                // events on at once.
+                h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+                respond::finish(h, request_id);
+                response
+            }
+            Ok(Streamed::Whole(answer)) => {
+                filter_answer(route, answer.status, &answer.headers, &answer.body, request_id)
+            }
+            Err(e) => unanswered(route, &e, request_id),
         }
     }
 
@@ -266,6 +294,25 @@ impl Gateway {
     }
 }
 
+/// The problem answered when the core gave no usable answer.
+fn unanswered(route: &Route, e: &ForwardError, request_id: &str) -> Response<Body> {
+    error!(request_id, operation = route.operation, error = %e, "forwarding to the core failed");
+    let kind = match e {
+        ForwardError::Timeout(_) => Kind::GatewayTimeout,
+        ForwardError::Unreachable(_) => Kind::Unavailable,
+        ForwardError::Body(_) | ForwardError::Build(_) => Kind::BadGateway,
+    };
+    respond::error(kind, "the control plane did not answer", request_id)
+}
+
+/// Whether the route's success is a server-sent event stream.
+fn is_event_stream(route: &Route) -> bool {
+    route
+        .responses
+        .iter()
+        .any(|r| matches!(r.body, Some(Payload::EventStream)))
+}
+
 /// `application/json`, optionally with `charset=utf-8`; nothing else.
 fn is_json(headers: &HeaderMap) -> bool {
     let Some(value) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
@@ -291,7 +338,7 @@ fn filter_answer(
             let mut response = match content_type {
                 Some(ct) => respond::bytes(status, ct, filtered, request_id),
                 None => {
-                    let mut r = Response::new(http_body_util::Full::new(Bytes::new()));
+                    let mut r = Response::new(respond::full(Bytes::new()));
                     *r.status_mut() = status;
                     respond::finish(r.headers_mut(), request_id);
                     r
@@ -356,6 +403,9 @@ fn checked_body(route: &Route, status: StatusCode, headers: &HeaderMap, body: &B
             text.check(content_type, body)?;
             Ok((Some(text.content_type), body.clone()))
         }
+        // A stream's success never gets here (`forward_stream` passes it
+        // on); a whole body where a stream is declared is a broken contract.
+        Some(Payload::EventStream) => Err("a whole body where an event stream is declared".into()),
     }
 }
 

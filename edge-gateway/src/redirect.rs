@@ -41,7 +41,7 @@ impl Redirector {
             let Some(answer) = answer else {
                 return respond::error(Kind::NotFound, "no such challenge", &request_id);
             };
-            let mut response = Response::new(Body::from(answer));
+            let mut response = Response::new(respond::full(answer));
             response.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/octet-stream"),
@@ -62,7 +62,7 @@ impl Redirector {
         let Ok(location) = HeaderValue::from_str(&location) else {
             return respond::error(Kind::Validation, "the request target cannot be redirected", &request_id);
         };
-        let mut response = Response::new(Body::default());
+        let mut response = Response::new(respond::full(bytes::Bytes::new()));
         *response.status_mut() = StatusCode::PERMANENT_REDIRECT;
         response.headers_mut().insert(header::LOCATION, location);
         respond::finish(response.headers_mut(), &request_id);

@@ -4,19 +4,34 @@
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Response, StatusCode};
-use http_body_util::Full;
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
 use schemas::problem::{self, Kind, Problem};
 
-/// The body type of every answer.
-pub type Body = Full<Bytes>;
+/// The body type of every answer: whole bytes, or (only for a route that
+/// declares an event stream) the core's body passed on as it arrives.
+pub type Body = Either<Full<Bytes>, Incoming>;
+
+/// A whole body.
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Either::Left(Full::new(bytes.into()))
+}
+
+/// The content security policy of every answer. `default-src 'self'` with
+/// no `unsafe-*`: no inline script or style, no other origin, no `eval`.
+/// Images may also be `blob:` URLs the page made itself (the TOTP QR code
+/// arrives as SVG text and is shown as an image, never parsed as markup).
+/// `require-trusted-types-for 'script'` makes the browser refuse any
+/// string-to-HTML sink (`innerHTML` and kin), so the console can only build
+/// its pages from DOM nodes and text. Nothing may frame, post forms
+/// elsewhere, embed plugins or rebase relative URLs.
+pub const CSP: &str = "default-src 'self'; img-src 'self' blob:; base-uri 'none'; form-action 'self'; \
+                       frame-ancestors 'none'; object-src 'none'; require-trusted-types-for 'script'";
 
 /// Headers on every answer, whatever produced it.
 const SECURITY_HEADERS: [(HeaderName, &str); 5] = [
     (header::STRICT_TRANSPORT_SECURITY, "max-age=63072000; includeSubDomains"),
-    (
-        header::CONTENT_SECURITY_POLICY,
-        "default-src 'self'; frame-ancestors 'none'",
-    ),
+    (header::CONTENT_SECURITY_POLICY, CSP),
     (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
     (header::REFERRER_POLICY, "no-referrer"),
     (header::X_FRAME_OPTIONS, "DENY"),
@@ -42,7 +57,7 @@ pub fn bytes(
     body: impl Into<Bytes>,
     request_id: &str,
 ) -> Response<Body> {
-    let mut response = Response::new(Full::new(body.into()));
+    let mut response = Response::new(full(body));
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));

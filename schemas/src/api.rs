@@ -11,8 +11,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use validator::{Validate, ValidationError};
 
+mod events;
 mod servers;
 mod users;
+pub use events::ChangeEvent;
 pub use servers::{
     MAX_PREFIX_V4, MAX_PREFIX_V6, MIN_PREFIX_V4, MIN_PREFIX_V6, Server, ServerCreate, ServerPage, ServerPatch,
     ServerState,

@@ -113,7 +113,14 @@ pub enum Payload {
     Json(ResponseBody),
     /// Text of a declared media type.
     Text(TextBody),
+    /// A stream of server-sent events ([`EVENT_STREAM`]) that stays open:
+    /// the edge passes it on as it arrives, unbuffered, instead of reading
+    /// it whole and checking it. Each event's `data` is an [`crate::api::ChangeEvent`].
+    EventStream,
 }
+
+/// The media type of [`Payload::EventStream`].
+pub const EVENT_STREAM: &str = "text/event-stream";
 
 fn subschema<T: JsonSchema>(generator: &mut SchemaGenerator) -> Schema {
     generator.subschema_for::<T>()

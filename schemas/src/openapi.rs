@@ -43,6 +43,12 @@ pub fn document() -> Value {
                     answer["content"] =
                         json!({ text.content_type: {"schema": {"type": "string", "maxLength": text.max_len}} });
                 }
+                Some(Payload::EventStream) => {
+                    answer["content"] = json!({ crate::codec::EVENT_STREAM: {
+                        "schema": {"type": "string"},
+                        "x-rampart-event-data": generator.subschema_for::<crate::api::ChangeEvent>(),
+                    }});
+                }
                 None => {}
             }
             if let ServedBy::Asset { content_type } = route.served_by {

@@ -20,7 +20,8 @@ fn assert_security_headers(r: &reqwest::Response) {
     );
     assert_eq!(
         h["content-security-policy"],
-        "default-src 'self'; frame-ancestors 'none'"
+        "default-src 'self'; img-src 'self' blob:; base-uri 'none'; form-action 'self'; \
+         frame-ancestors 'none'; object-src 'none'; require-trusted-types-for 'script'"
     );
     assert_eq!(h["x-content-type-options"], "nosniff");
     assert_eq!(h["referrer-policy"], "no-referrer");
@@ -62,16 +63,20 @@ async fn every_answer_carries_the_security_headers() {
 async fn the_setup_page_is_served_from_the_binary_without_inline_code() {
     let rampart = Rampart::start().await;
     let c = rampart.client();
-    let page = c.get(rampart.url("/setup")).send().await.unwrap();
-    assert_security_headers(&page);
-    assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
-    let html = page.text().await.unwrap();
-    assert!(html.contains(r#"<script src="/assets/setup.js" defer></script>"#));
-    assert!(
-        !html.contains("<script>") && !html.contains("onclick") && !html.contains("style="),
-        "inline code breaks the CSP"
-    );
-    let js = c.get(rampart.url("/assets/setup.js")).send().await.unwrap();
+    // The banner's /setup link opens the console, which draws the setup form.
+    for path in ["/setup", "/"] {
+        let page = c.get(rampart.url(path)).send().await.unwrap();
+        assert_security_headers(&page);
+        assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
+        let html = page.text().await.unwrap();
+        assert!(html.contains(r#"<script type="module" src="/assets/app.js"></script>"#));
+        assert!(
+            !html.contains("<script>") && !html.contains("onclick") && !html.contains("style="),
+            "inline code breaks the CSP"
+        );
+    }
+    let js = c.get(rampart.url("/assets/views/auth.js")).send().await.unwrap();
+    assert_security_headers(&js);
     assert_eq!(js.headers()["content-type"], "text/javascript; charset=utf-8");
     assert!(js.text().await.unwrap().contains("/api/v1/setup"));
     let r = c.get(rampart.url("/assets/../../etc/passwd")).send().await.unwrap();

@@ -8,6 +8,7 @@ mod admins;
 mod audit_chain;
 mod bad_input;
 mod confinement;
+mod console;
 mod edge;
 mod flow;
 mod processes;

@@ -9,7 +9,7 @@ use jiff::Timestamp;
 use schemas::api::{Admin, LoginRequest, LoginResponse, Outcome};
 
 use super::decode;
-use crate::auth::{BAD_CREDENTIALS, SESSION_TTL, cleared_cookie, lock_policy, session_cookie};
+use crate::auth::{BAD_CREDENTIALS, SESSION_TTL, cleared_cookie, csrf_token, lock_policy, session_cookie};
 use crate::context::{Caller, RequestCtx, actor_for};
 use crate::crypto::{random_token, sha256_hex, verify_password};
 use crate::error::{ApiError, InternalError, WRONG_TOTP};
@@ -95,10 +95,11 @@ pub(super) async fn login(State(state): State<AppState>, ctx: RequestCtx, body: 
     };
 
     let token = random_token();
-    let csrf_token = random_token();
+    let token_hash = sha256_hex(&token);
+    let csrf_token = csrf_token(&state, &token_hash);
     let expires_at = now.checked_add(SESSION_TTL).unwrap_or(now);
     let session = NewSession {
-        token_hash: sha256_hex(&token),
+        token_hash,
         csrf_hash: sha256_hex(&csrf_token),
         admin_id: admin.id,
         created_at: now,
@@ -147,6 +148,32 @@ pub(super) async fn logout(
 
 pub(super) async fn me(caller: Caller) -> Json<Admin> {
     Json(caller.admin)
+}
+
+/// The caller's session again, CSRF token included: the console keeps that
+/// token only in memory, so after a reload this is where it finds it. A
+/// cross-site page cannot read the answer (same-origin policy, and the
+/// cookie is `SameSite=Strict`).
+pub(super) async fn current(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
+    // An API token has no session (and no CSRF token to hand out).
+    let Some(hash) = caller.session_hash() else {
+        return Err(ApiError::NotFound);
+    };
+    let session = state
+        .store()
+        .session(hash)
+        .await?
+        .ok_or(ApiError::Unauthenticated("the session is invalid or has expired"))?;
+    let body = LoginResponse {
+        csrf_token: csrf_token(&state, hash),
+        admin: caller.admin,
+        expires_at: session.expires_at,
+    };
+    let mut response = Json(body).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
 }
 
 #[cfg(test)]

@@ -89,6 +89,17 @@ impl App {
         let response = self.router.clone().oneshot(request).await.unwrap();
         let status = response.status();
         let headers = response.headers().clone();
+        // An event stream never ends: its status and headers are the answer.
+        if headers
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"))
+        {
+            return Reply {
+                status,
+                headers,
+                body: Value::Null,
+            };
+        }
         let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
         let body = if bytes.is_empty() {
             Value::Null

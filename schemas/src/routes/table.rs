@@ -1,7 +1,7 @@
 //! Every route Rampart answers. A request that matches none of these is
 //! answered by the edge and never forwarded.
 
-use super::{Access, Method, Route, ServedBy};
+use super::{Access, Method, Response, Route, ServedBy};
 use crate::acme::{RenewRequested, Settings, SettingsPatch};
 use crate::api::{
     Admin, AdminCreate, AdminDetail, AdminPage, AdminPatch, AuditPage, AuditVerify, Device, DeviceCreate,
@@ -9,12 +9,12 @@ use crate::api::{
     OrgPatch, Ready, Server, ServerCreate, ServerPage, ServerPatch, SetupRequest, TokenCreate, TokenCreated, TokenPage,
     TotpConfirm, TotpEnrolment, User, UserCreate, UserPage, UserPatch,
 };
-use crate::codec::{RequestBody, ResponseBody};
+use crate::codec::{Payload, RequestBody, ResponseBody};
 
 mod common;
 use common::{
     AUDIT_QUERY, KEY_PAGE, KIB, NO_CONTENT, ORG_QUERY, PAGING_ONLY, PROFILE, PROFILE_QUERY, QR, USER_QUERY, asset,
-    core, json, text,
+    core, json, page, script, text,
 };
 
 /// The table. Order matters only for readability: the matcher takes the
@@ -63,24 +63,35 @@ pub static ROUTES: &[Route] = &[
         served_by: ServedBy::Edge,
         summary: "The OpenAPI 3.1 document",
     },
-    asset(
-        "page.setup",
-        "/setup",
-        "text/html; charset=utf-8",
-        "The first-admin setup page",
-    ),
-    asset(
-        "asset.setup_js",
-        "/assets/setup.js",
-        "text/javascript; charset=utf-8",
-        "Script of the setup page",
-    ),
+    // --- the console: one page, its modules, one style sheet -------------
+    page("page.console", "/", "The web console"),
+    page("page.setup", "/setup", "The web console, opened on first-admin setup"),
     asset(
         "asset.console_css",
         "/assets/console.css",
         "text/css; charset=utf-8",
         "The console's style sheet",
     ),
+    asset("asset.icon", "/assets/icon.svg", "image/svg+xml", "The console's icon"),
+    script("asset.app_js", "/assets/app.js", "Console: start, navigation, screens"),
+    script(
+        "asset.api_js",
+        "/assets/api.js",
+        "Console: API calls, CSRF, live events",
+    ),
+    script("asset.ui_js", "/assets/ui.js", "Console: DOM helpers"),
+    script("asset.auth_js", "/assets/views/auth.js", "Console: setup and sign-in"),
+    script("asset.dashboard_js", "/assets/views/dashboard.js", "Console: dashboard"),
+    script(
+        "asset.orgs_js",
+        "/assets/views/orgs.js",
+        "Console: organizations, users, devices",
+    ),
+    script("asset.servers_js", "/assets/views/servers.js", "Console: servers"),
+    script("asset.admins_js", "/assets/views/admins.js", "Console: admins, TOTP"),
+    script("asset.tokens_js", "/assets/views/tokens.js", "Console: API tokens"),
+    script("asset.audit_js", "/assets/views/audit.js", "Console: audit log"),
+    script("asset.settings_js", "/assets/views/settings.js", "Console: settings"),
     Route {
         operation: "setup",
         method: Method::Post,
@@ -132,6 +143,38 @@ pub static ROUTES: &[Route] = &[
         responses: &[json(200, ResponseBody::of::<Admin>(), "The caller.")],
         served_by: ServedBy::Core,
         summary: "Who am I",
+    },
+    Route {
+        operation: "auth.session",
+        method: Method::Get,
+        path: "/api/v1/auth/session",
+        access: Access::AnyRole,
+        query: &[],
+        body: None,
+        body_limit: 0,
+        responses: &[json(
+            200,
+            ResponseBody::of::<LoginResponse>(),
+            "The signed-in session: its admin, expiry and CSRF token (404 for an API token, which has no session).",
+        )],
+        served_by: ServedBy::Core,
+        summary: "The current session, so a reloaded console can find its CSRF token again",
+    },
+    Route {
+        operation: "events",
+        method: Method::Get,
+        path: "/api/v1/events",
+        access: Access::AnyRole,
+        query: &[],
+        body: None,
+        body_limit: 0,
+        responses: &[Response {
+            status: 200,
+            body: Some(Payload::EventStream),
+            doc: "Server-sent events, one `change` per committed change, comments every 15 s to keep it open.",
+        }],
+        served_by: ServedBy::Core,
+        summary: "Live changes for the console (server-sent events; no values, only kind, action and id)",
     },
     Route {
         operation: "orgs.list",

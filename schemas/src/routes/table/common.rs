@@ -98,6 +98,16 @@ pub(super) const fn asset(
     }
 }
 
+/// One of the console's JavaScript modules.
+pub(super) const fn script(operation: &'static str, path: &'static str, summary: &'static str) -> Route {
+    asset(operation, path, "text/javascript; charset=utf-8", summary)
+}
+
+/// The console's single page (every screen is drawn by its scripts).
+pub(super) const fn page(operation: &'static str, path: &'static str, summary: &'static str) -> Route {
+    asset(operation, path, "text/html; charset=utf-8", summary)
+}
+
 pub(super) const NO_CONTENT: &[Response] = &[Response {
     status: 204,
     body: None,
