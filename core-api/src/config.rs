@@ -51,6 +51,27 @@ pub struct Config {
     /// to set or remove the TXT record `_acme-challenge.<domain>`.
     #[arg(long, env = "RAMPART_ACME_DNS_HOOK")]
     pub acme_dns_hook: Option<String>,
+
+    /// The `rampart-tunnel` executable; default: `rampart-tunnel` next to
+    /// this executable.
+    #[arg(long, env = "RAMPART_TUNNEL_BIN", value_name = "PATH")]
+    pub tunnel_bin: Option<PathBuf>,
+
+    /// Run the tunnels in this network namespace (`/run/netns/NAME`)
+    /// instead of the core's own.
+    #[arg(long, env = "RAMPART_TUNNEL_NETNS", value_name = "NAME")]
+    pub tunnel_netns: Option<String>,
+
+    /// Run no tunnels: start and stop only record the wanted state. For a
+    /// host that serves the API but no VPN traffic, and for tests that
+    /// must not create interfaces.
+    #[arg(long, env = "RAMPART_NO_TUNNELS")]
+    pub no_tunnels: bool,
+
+    /// Start tunnels without their sandbox (`--danger-no-sandbox`). For
+    /// debugging only.
+    #[arg(long)]
+    pub danger_tunnel_no_sandbox: bool,
 }
 
 /// A configuration the core refuses (exit status 64).
@@ -83,6 +104,24 @@ impl Config {
             email: self.acme_email.clone(),
             directory: self.acme_directory.clone(),
             challenge: self.acme_challenge,
+        })
+    }
+
+    /// How to start tunnels, or `None` with `--no-tunnels`.
+    pub fn tunnels(&self) -> Option<crate::tunnels::TunnelConfig> {
+        if self.no_tunnels {
+            return None;
+        }
+        let program = self.tunnel_bin.clone().unwrap_or_else(|| {
+            std::env::current_exe()
+                .ok()
+                .and_then(|exe| exe.parent().map(|dir| dir.join("rampart-tunnel")))
+                .unwrap_or_else(|| PathBuf::from("rampart-tunnel"))
+        });
+        Some(crate::tunnels::TunnelConfig {
+            program,
+            netns: self.tunnel_netns.clone(),
+            danger_no_sandbox: self.danger_tunnel_no_sandbox,
         })
     }
 

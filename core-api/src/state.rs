@@ -11,6 +11,7 @@ use crate::clock::Clock;
 use crate::sealed::HostKey;
 use crate::secret::OriginSecret;
 use crate::store::Store;
+use crate::tunnels::Tunnels;
 use crate::{Error, crypto, setup_token};
 
 /// The core's directory inside the data directory.
@@ -40,6 +41,7 @@ struct Inner {
     setup_pending: AtomicBool,
     openapi: Vec<u8>,
     acme_dns_hook: std::sync::OnceLock<String>,
+    tunnels: Tunnels,
 }
 
 impl AppState {
@@ -77,6 +79,7 @@ impl AppState {
         let pending = setup_token::prepare(&store, &setup_token_file).await?;
         let dummy_hash = crypto::dummy_hash().await?;
         let openapi = schemas::openapi::document().to_string().into_bytes();
+        let tunnels = Tunnels::new(store.clone(), host_key.clone(), clock.clone());
         Ok(Self {
             inner: Arc::new(Inner {
                 store,
@@ -88,6 +91,7 @@ impl AppState {
                 setup_pending: AtomicBool::new(pending),
                 openapi,
                 acme_dns_hook: std::sync::OnceLock::new(),
+                tunnels,
             }),
         })
     }
@@ -120,6 +124,11 @@ impl AppState {
     /// The DNS-01 hook command, if configured.
     pub fn acme_dns_hook(&self) -> Option<&str> {
         self.inner.acme_dns_hook.get().map(String::as_str)
+    }
+
+    /// The tunnel processes (disabled until [`Tunnels::enable`]).
+    pub fn tunnels(&self) -> &Tunnels {
+        &self.inner.tunnels
     }
 
     /// The clock.
