@@ -163,9 +163,7 @@ impl Tunnels {
         let handle = self.running().remove(&id);
         if let Some(handle) = handle {
             let (ack_tx, ack_rx) = oneshot::channel();
-            if handle.tx.send(Msg::Stop(ack_tx)).is_ok()
-                && tokio::time::timeout(STOP_WAIT, ack_rx).await.is_err()
-            {
+            if handle.tx.send(Msg::Stop(ack_tx)).is_ok() && tokio::time::timeout(STOP_WAIT, ack_rx).await.is_err() {
                 tracing::warn!(server = %id, "the tunnel supervisor did not stop within {STOP_WAIT:?}");
             }
         }

@@ -17,3 +17,4 @@ mod throttle;
 mod tls;
 mod tokens;
 mod totp;
+mod tunnel;

@@ -17,6 +17,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod api;
+pub mod netns;
 pub mod pebble;
 
 /// Where the binaries under test are.
@@ -155,6 +156,10 @@ impl Rampart {
             .arg("--core-addr")
             .arg(ports.core.to_string())
             .env("RUST_LOG", "info")
+            // Starting a server must not create interfaces in the host's
+            // network namespace; the tunnel tests remove this and give the
+            // core a namespace of their own (`netns`).
+            .env("RAMPART_NO_TUNNELS", "true")
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
             .stderr(out);

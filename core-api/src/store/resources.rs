@@ -386,5 +386,4 @@ impl Store {
             })
             .await
     }
-
 }

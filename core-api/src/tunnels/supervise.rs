@@ -139,7 +139,11 @@ fn forward_log(id: ServerId, stream: impl AsyncRead + Unpin + Send + 'static) {
         let mut line = Vec::new();
         loop {
             line.clear();
-            match (&mut reader).take(MAX_LOG_LINE as u64).read_until(b'\n', &mut line).await {
+            match (&mut reader)
+                .take(MAX_LOG_LINE as u64)
+                .read_until(b'\n', &mut line)
+                .await
+            {
                 Ok(0) | Err(_) => return,
                 Ok(_) => {
                     let text = String::from_utf8_lossy(&line);
@@ -153,7 +157,11 @@ fn forward_log(id: ServerId, stream: impl AsyncRead + Unpin + Send + 'static) {
 impl Supervisor {
     /// Supervises until asked to stop (or every sender is gone).
     /// `first` learns the outcome of the first attempt.
-    pub(super) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>, first: oneshot::Sender<Result<(), String>>) {
+    pub(super) async fn run(
+        mut self,
+        mut rx: mpsc::UnboundedReceiver<Msg>,
+        first: oneshot::Sender<Result<(), String>>,
+    ) {
         let mut first = Some(first);
         let mut failures = 0u32;
         loop {
@@ -313,7 +321,9 @@ impl Supervisor {
         let count = peers.len();
         for batch in peers.chunks(PEER_BATCH) {
             let specs = batch.iter().map(peer_spec).collect();
-            control.call(Command::UpsertPeers { peers: specs }, CALL_TIMEOUT).await?;
+            control
+                .call(Command::UpsertPeers { peers: specs }, CALL_TIMEOUT)
+                .await?;
         }
         self.known = peers.into_iter().map(|p| (p.public_key.clone(), p)).collect();
         tracing::info!(
@@ -381,14 +391,18 @@ impl Supervisor {
         let (upserted, removed) = (upsert.len(), remove.len());
         if !upsert.is_empty() {
             let specs = upsert.iter().map(peer_spec).collect();
-            control.call(Command::UpsertPeers { peers: specs }, CALL_TIMEOUT).await?;
+            control
+                .call(Command::UpsertPeers { peers: specs }, CALL_TIMEOUT)
+                .await?;
             self.known.extend(upsert.into_iter().map(|p| (p.public_key.clone(), p)));
         }
         if !remove.is_empty() {
             for key in &remove {
                 self.known.remove(key);
             }
-            control.call(Command::RemovePeers { keys: remove }, CALL_TIMEOUT).await?;
+            control
+                .call(Command::RemovePeers { keys: remove }, CALL_TIMEOUT)
+                .await?;
         }
         if upserted + removed > 0 {
             // The number the 50 ms target is about: from the change being
@@ -407,7 +421,9 @@ impl Supervisor {
 
     async fn poll_stats(&mut self, control: &mut Control<UnixStream>) -> Result<(), Failure> {
         let Reply::Stats { peers, .. } = control.call(Command::Stats, CALL_TIMEOUT).await? else {
-            return Err(Failure::Control(ControlError::Refused("stats answered with another reply".into())));
+            return Err(Failure::Control(ControlError::Refused(
+                "stats answered with another reply".into(),
+            )));
         };
         let mut items: Vec<Session> = peers.iter().filter_map(|s| self.session(s)).collect();
         items.sort_by_key(|s| s.device_id);

@@ -6,8 +6,8 @@ use crate::acme::{RenewRequested, Settings, SettingsPatch};
 use crate::api::{
     Admin, AdminCreate, AdminDetail, AdminPage, AdminPatch, AuditPage, AuditVerify, Device, DeviceCreate,
     DeviceCreated, DevicePage, Health, Link, LinkCreate, LoginRequest, LoginResponse, Org, OrgCreate, OrgPage,
-    OrgPatch, Ready, Server, ServerCreate, ServerPage, ServerPatch, ServerSessions, SetupRequest, TokenCreate, TokenCreated, TokenPage,
-    TotpConfirm, TotpEnrolment, User, UserCreate, UserPage, UserPatch,
+    OrgPatch, Ready, Server, ServerCreate, ServerPage, ServerPatch, ServerSessions, SetupRequest, TokenCreate,
+    TokenCreated, TokenPage, TotpConfirm, TotpEnrolment, User, UserCreate, UserPage, UserPatch,
 };
 use crate::codec::{RequestBody, ResponseBody};
 
