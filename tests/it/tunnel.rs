@@ -157,12 +157,13 @@ async fn a_wireguard_go_client_uses_its_profile_through_the_core_driven_tunnel()
     lan.run(&["ip", "route", "add", TUN_NET, "via", "198.19.20.1"]);
 
     let srv_name = srv.name().to_owned();
-    let rampart = Rampart::start_with(move |cmd| {
+    let with_tunnels = move |cmd: &mut std::process::Command| {
         cmd.env_remove("RAMPART_NO_TUNNELS")
             .env("RAMPART_TUNNEL_NETNS", &srv_name);
-    })
-    .await;
-    let s = Session::admin(&rampart).await;
+    };
+    let mut first_run = Rampart::start_with(with_tunnels.clone()).await;
+    let rampart = &first_run;
+    let s = Session::admin(rampart).await;
 
     // The operator's side, all through the edge.
     let (status, settings) = s
@@ -275,11 +276,11 @@ async fn a_wireguard_go_client_uses_its_profile_through_the_core_driven_tunnel()
 
     // Kill the tunnel: the core starts another, rebuilds it from the
     // database, and traffic comes back.
-    let first = tunnel_pid(&rampart);
+    let first = tunnel_pid(rampart);
     harness::signal(first, rustix::process::Signal::KILL);
     let deadline = Instant::now() + Duration::from_secs(15);
     let second = loop {
-        let pid = tunnel_pid(&rampart);
+        let pid = tunnel_pid(rampart);
         if pid != first {
             break pid;
         }
@@ -293,6 +294,28 @@ async fn a_wireguard_go_client_uses_its_profile_through_the_core_driven_tunnel()
     );
     assert!(harness::alive(second));
     assert!(rampart.log().contains("tunnel failed; it will be restarted"));
+
+    // The core stops its tunnels when it stops, and starts those whose
+    // state is running when it starts again, rebuilt from the database.
+    let (data_dir, ports, log) = (rampart.data_dir.clone(), rampart.ports, rampart.log_path());
+    first_run.stop();
+    assert!(tunnel_links(&srv).is_empty(), "the interface goes with the core");
+    let second_run = Rampart::restart_with(&data_dir, ports, log, with_tunnels).await;
+    let rampart = &second_run;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tunnel_links(&srv).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the running server was not started with the core"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        cli.ping_within(SRV_TUN, Duration::from_secs(40)),
+        "traffic after the core's restart; log:\n{}",
+        rampart.log()
+    );
+    let second = tunnel_pid(rampart);
 
     // Delete the device: the peer goes, and so does its traffic.
     assert_eq!(
@@ -317,6 +340,7 @@ async fn a_wireguard_go_client_uses_its_profile_through_the_core_driven_tunnel()
     assert_eq!(sessions["items"], json!([]));
 
     // The numbers, reported rather than asserted (a shared 2-core machine).
+    // One log file across both runs.
     let mut lat = delta_latencies(&rampart.log());
     lat.sort_unstable();
     assert!(lat.len() >= 80, "one logged delta per device change: {}", lat.len());

@@ -134,7 +134,18 @@ impl Rampart {
 
     /// Starts an instance on an existing data directory (a restart).
     pub async fn restart_on(data_dir: &Path, ports: Ports, log: PathBuf) -> Self {
-        let this = Self::spawn(data_dir, ports, |_| {}, log);
+        Self::restart_with(data_dir, ports, log, |_| {}).await
+    }
+
+    /// Like [`Rampart::restart_on`], letting the test add environment or
+    /// flags (the same as its first start, usually).
+    pub async fn restart_with(
+        data_dir: &Path,
+        ports: Ports,
+        log: PathBuf,
+        configure: impl FnOnce(&mut Command),
+    ) -> Self {
+        let this = Self::spawn(data_dir, ports, configure, log);
         this.wait_ready().await;
         this
     }
