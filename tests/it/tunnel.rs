@@ -352,3 +352,142 @@ async fn a_wireguard_go_client_uses_its_profile_through_the_core_driven_tunnel()
         lat[lat.len() - 1]
     );
 }
+
+/// The value of `field=` on every log line containing `message`.
+fn logged(log: &str, message: &str, field: &str) -> Vec<u64> {
+    let key = format!("{field}=");
+    log.lines()
+        .filter(|l| l.contains(message))
+        .filter_map(|l| l.split(key.as_str()).nth(1))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .filter_map(|n| n.parse().ok())
+        .collect()
+}
+
+/// Many peers: a change still costs one lookup, not a rescan. Reports the
+/// numbers (devices through the API, attach of all of them at once, single
+/// changes with all of them present, a rebuild after a crash); asserts
+/// only that everything arrived. `RAMPART_SCALE_DEVICES` (default 2000).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root, wireguard-go and wg; .ci/run runs it"]
+async fn peer_changes_stay_fast_with_many_peers() {
+    netns::require(&["ip"]);
+    let devices: usize = std::env::var("RAMPART_SCALE_DEVICES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let srv = Netns::new("scale");
+    let srv_name = srv.name().to_owned();
+    let rampart = Rampart::start_with(move |cmd| {
+        cmd.env_remove("RAMPART_NO_TUNNELS")
+            .env("RAMPART_TUNNEL_NETNS", &srv_name);
+    })
+    .await;
+    let s = Session::admin(&rampart).await;
+    let server = created(
+        &s,
+        "/api/v1/servers",
+        json!({"name": "big", "network": "198.18.0.0/15", "port": 51820}),
+    )
+    .await;
+    let sid = id(&server);
+    let org = id(&created(&s, "/api/v1/orgs", json!({"name": "Big"})).await);
+    let user = id(&created(&s, &format!("/api/v1/orgs/{org}/users"), json!({"name": "Many"})).await);
+
+    // Devices with their own keys, eight requests at a time.
+    let began = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for worker in 0..8 {
+        let (s, user) = (s.clone(), user.clone());
+        tasks.spawn(async move {
+            for n in (worker..devices).step_by(8) {
+                let key =
+                    base64::Engine::encode(&base64::engine::general_purpose::STANDARD, rand::random::<[u8; 32]>());
+                created(
+                    &s,
+                    &format!("/api/v1/users/{user}/devices"),
+                    json!({"name": format!("d{n}"), "public_key": key}),
+                )
+                .await;
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+    let created_in = began.elapsed();
+
+    let (status, _) = bodiless(&s, Method::POST, &format!("/api/v1/servers/{sid}/start")).await;
+    assert_eq!(status, StatusCode::OK);
+    let began = Instant::now();
+    let (status, _) = bodiless(&s, Method::PUT, &format!("/api/v1/servers/{sid}/orgs/{org}")).await;
+    assert_eq!(status, StatusCode::OK);
+    let attach_answered = began.elapsed();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let attach_live = loop {
+        let upserted: u64 = logged(&rampart.log(), "tunnel peers changed", "upserted").iter().sum();
+        if upserted as usize >= devices {
+            break began.elapsed();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {upserted} of {devices} peers reached the tunnel"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let before = logged(&rampart.log(), "tunnel peers changed", "live_after_us").len();
+
+    // Single changes with every peer present.
+    for n in 0..50 {
+        let d = id(&created(
+            &s,
+            &format!("/api/v1/users/{user}/devices"),
+            json!({"name": format!("x{n}")}),
+        )
+        .await);
+        assert_eq!(
+            bodiless(&s, Method::DELETE, &format!("/api/v1/devices/{d}")).await.0,
+            StatusCode::NO_CONTENT
+        );
+    }
+    // The last delete's delta is logged just after its answer.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let single = loop {
+        let all = logged(&rampart.log(), "tunnel peers changed", "live_after_us");
+        if all.len() >= before + 100 {
+            break all[before..].to_vec();
+        }
+        assert!(Instant::now() < deadline, "{} single deltas logged", all.len() - before);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let mut single = single;
+    single.sort_unstable();
+
+    // A crash: everything is rebuilt from the database.
+    let loads_before = logged(&rampart.log(), "tunnel loaded from the database", "elapsed_ms").len();
+    harness::signal(tunnel_pid(&rampart), rustix::process::Signal::KILL);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (reload_ms, reload_peers) = loop {
+        let log = rampart.log();
+        let loads = logged(&log, "tunnel loaded from the database", "elapsed_ms");
+        if loads.len() > loads_before {
+            let peers = logged(&log, "tunnel loaded from the database", "peers");
+            break (loads[loads.len() - 1], peers[peers.len() - 1]);
+        }
+        assert!(Instant::now() < deadline, "no rebuild after the crash");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(reload_peers as usize, devices);
+
+    eprintln!(
+        "{devices} devices: created through the API in {:.1} s ({:.0}/s); attach answered in {} ms, all peers live {} ms after the request; \
+         single change with {devices} peers present (100 deltas): p50 {} us, p99 {} us, max {} us; rebuild after kill -9: {reload_ms} ms",
+        created_in.as_secs_f64(),
+        devices as f64 / created_in.as_secs_f64(),
+        attach_answered.as_millis(),
+        attach_live.as_millis(),
+        percentile(&single, 0.5),
+        percentile(&single, 0.99),
+        single[single.len() - 1],
+    );
+}
