@@ -344,7 +344,14 @@ impl Supervisor {
                     return Err(Failure::Exited(status));
                 }
                 msg = rx.recv() => match msg {
-                    Some(Msg::Reconcile { keys, queued }) => self.reconcile(control, keys, queued).await?,
+                    Some(Msg::Reconcile { keys, queued }) => match self.reconcile(control, keys, queued).await {
+                        // The tunnel refused and kept its state: a restart
+                        // would only send the same peers again.
+                        Err(Failure::Control(ControlError::Refused(why))) => {
+                            tracing::error!(server = %self.id, error = %why, "the tunnel refused a peer change");
+                        }
+                        other => other?,
+                    },
                     Some(Msg::Restart) => {
                         shutdown(self.id, control, child).await;
                         return Ok(Ended::Restart);
