@@ -317,6 +317,33 @@ async fn a_wireguard_go_client_uses_its_profile_through_the_core_driven_tunnel()
     );
     let second = tunnel_pid(rampart);
 
+    // Disable the user: their devices' peers go; enable: they come back.
+    let (status, _) = s
+        .send(
+            Method::PATCH,
+            &format!("/api/v1/users/{user}"),
+            json!({"disabled": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        cli.ping_fails_within(SRV_TUN, Duration::from_secs(5)),
+        "a disabled user's ping stops"
+    );
+    assert!(!cli.ping(SRV_TUN));
+    let (status, _) = s
+        .send(
+            Method::PATCH,
+            &format!("/api/v1/users/{user}"),
+            json!({"disabled": false}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        cli.ping_within(SRV_TUN, Duration::from_secs(40)),
+        "an enabled user's device is a peer again"
+    );
+
     // Delete the device: the peer goes, and so does its traffic.
     assert_eq!(
         bodiless(&s, Method::DELETE, &format!("/api/v1/devices/{did}")).await.0,
