@@ -119,6 +119,7 @@ fn core_spec(config: &ServeConfig) -> ChildSpec {
                 ("--data-dir", config.data_dir.clone().into()),
             ]),
             config.acme.core_args(),
+            danger(config),
         ]
         .concat(),
     }
@@ -136,8 +137,17 @@ fn edge_spec(config: &ServeConfig) -> ChildSpec {
                 ("--state-dir", config.edge_state_dir().into()),
             ]),
             config.acme.edge_args(),
+            danger(config),
         ]
         .concat(),
+    }
+}
+
+fn danger(config: &ServeConfig) -> Vec<OsString> {
+    if config.danger_no_sandbox {
+        vec!["--danger-no-sandbox".into()]
+    } else {
+        Vec::new()
     }
 }
 

@@ -41,6 +41,11 @@ pub struct ServeArgs {
     /// DNS hook) and the edge (CA root).
     #[command(flatten)]
     pub acme: AcmeArgs,
+
+    /// Run edge and core without their Landlock sandboxes (they refuse to
+    /// start when the kernel cannot enforce them). For debugging only.
+    #[arg(long, env = "RAMPART_DANGER_NO_SANDBOX")]
+    pub danger_no_sandbox: bool,
 }
 
 /// `--acme-*` flags. Given names, contact, directory and challenge
@@ -71,6 +76,20 @@ pub struct AcmeArgs {
     /// For dns-01: a command called as `CMD set|clear <domain> <txt-value>`.
     #[arg(long = "acme-dns-hook", env = "RAMPART_ACME_DNS_HOOK")]
     pub dns_hook: Option<String>,
+
+    /// TCP ports the DNS hook may connect to (it runs in the core's
+    /// sandbox). Default: 443.
+    #[arg(
+        long = "acme-dns-hook-port",
+        env = "RAMPART_ACME_DNS_HOOK_PORTS",
+        value_delimiter = ','
+    )]
+    pub dns_hook_ports: Vec<u16>,
+
+    /// More TCP ports the edge's ACME client may connect to, for a CA set
+    /// later through the API on a port other than 443.
+    #[arg(long = "acme-port", env = "RAMPART_ACME_PORTS", value_delimiter = ',')]
+    pub ports: Vec<u16>,
 }
 
 impl AcmeArgs {
@@ -92,6 +111,9 @@ impl AcmeArgs {
         if let Some(hook) = &self.dns_hook {
             out.extend(["--acme-dns-hook".into(), hook.into()]);
         }
+        if !self.dns_hook_ports.is_empty() {
+            out.extend(["--hook-connect-port".into(), join(&self.dns_hook_ports).into()]);
+        }
         out
     }
 
@@ -101,8 +123,19 @@ impl AcmeArgs {
         if let Some(root) = &self.ca_root {
             out.extend(["--acme-ca-root".into(), root.clone().into_os_string()]);
         }
+        // The edge's sandbox lets its ACME client reach these ports only.
+        let mut ports = vec![443];
+        ports.extend(self.directory.as_ref().map(schemas::acme::DirectoryUrl::port));
+        ports.extend(&self.ports);
+        ports.sort_unstable();
+        ports.dedup();
+        out.extend(["--acme-connect-port".into(), join(&ports).into()]);
         out
     }
+}
+
+fn join(ports: &[u16]) -> String {
+    ports.iter().map(u16::to_string).collect::<Vec<_>>().join(",")
 }
 
 /// The resolved configuration.
@@ -120,6 +153,8 @@ pub struct ServeConfig {
     pub bin_dir: PathBuf,
     /// ACME flags for the children.
     pub acme: AcmeArgs,
+    /// Start edge and core without their sandboxes.
+    pub danger_no_sandbox: bool,
 }
 
 /// A configuration `rampart serve` refuses. Exits with status 64.
@@ -190,6 +225,7 @@ impl ServeArgs {
             core_addr: self.core_addr,
             bin_dir,
             acme: self.acme,
+            danger_no_sandbox: self.danger_no_sandbox,
         })
     }
 }
@@ -295,7 +331,18 @@ mod tests {
             core_addr: "127.0.0.1:7878".parse().unwrap(),
             bin_dir: None,
             acme: AcmeArgs::default(),
+            danger_no_sandbox: false,
         }
+    }
+
+    #[test]
+    fn the_edge_may_reach_the_directory_port() {
+        let mut a = args();
+        a.acme.directory = Some("https://ca.example:14000/dir".to_owned().try_into().unwrap());
+        a.acme.ports = vec![8443];
+        let edge = a.acme.edge_args();
+        let at = edge.iter().position(|f| f == "--acme-connect-port").unwrap();
+        assert_eq!(edge[at + 1], "443,8443,14000");
     }
 
     #[test]

@@ -72,6 +72,22 @@ pub struct Config {
     /// debugging only.
     #[arg(long)]
     pub danger_tunnel_no_sandbox: bool,
+
+    /// TCP ports the DNS hook may connect to: it runs inside the core's
+    /// sandbox. Default with a hook: 443.
+    #[arg(long, env = "RAMPART_HOOK_CONNECT_PORTS", value_delimiter = ',')]
+    pub hook_connect_port: Vec<u16>,
+
+    /// Run without the Landlock sandbox. The core refuses to start when the
+    /// kernel cannot enforce it; this flag starts it anyway, loudly.
+    #[arg(long, env = "RAMPART_DANGER_NO_SANDBOX")]
+    pub danger_no_sandbox: bool,
+
+    /// Test aid: after sandboxing, try the comma-separated attempts
+    /// (`read=PATH`, `connect=ADDR`, `bind=ADDR`, `exec=PATH`, `signal=PID`),
+    /// print one JSON line each and exit.
+    #[arg(long, hide = true)]
+    pub probe_sandbox: Option<String>,
 }
 
 /// A configuration the core refuses (exit status 64).

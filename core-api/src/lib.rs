@@ -48,6 +48,7 @@ mod handlers;
 pub mod keys;
 mod paging;
 mod profile;
+pub mod sandbox;
 pub mod sealed;
 pub mod secret;
 pub mod server;

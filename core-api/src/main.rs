@@ -38,6 +38,26 @@ fn main() -> ExitCode {
         }
     };
 
+    // Before any thread exists: Landlock below ABI 8 restricts only the
+    // calling thread and those it starts afterwards.
+    if let Err(e) = sandbox(&config) {
+        tracing::error!(error = format!("{e:#}"), "rampart-core failed");
+        return ExitCode::FAILURE;
+    }
+    if let Some(spec) = &config.probe_sandbox {
+        let attempts = match confine::probe::parse(spec) {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("rampart-core: --probe-sandbox: {e}");
+                return ExitCode::from(EXIT_USAGE);
+            }
+        };
+        return match confine::probe::run_and_print(&attempts) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(_) => ExitCode::FAILURE,
+        };
+    }
+
     match serve(&config, secret) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -56,6 +76,18 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         source = s.source();
     }
     out
+}
+
+fn sandbox(config: &Config) -> anyhow::Result<()> {
+    if config.danger_no_sandbox {
+        tracing::warn!("running WITHOUT the Landlock sandbox (--danger-no-sandbox)");
+        return Ok(());
+    }
+    let policy = core_api::sandbox::policy(config).context("preparing the sandbox")?;
+    let report =
+        confine::apply(&policy).context("the core will not run unsandboxed; --danger-no-sandbox overrides this")?;
+    tracing::info!(%report, "sandboxed");
+    Ok(())
 }
 
 fn serve(config: &Config, secret: OriginSecret) -> anyhow::Result<()> {

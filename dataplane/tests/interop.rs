@@ -10,8 +10,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use schemas::tunnel::{Command as Cmd, Reply};
 
-const NEEDS: &str = "needs root, wireguard-go, wg, ping and iperf3; .ci/run runs it";
-
 /// Pings until one answers, for at most `within`.
 fn ping_within(ns: &Netns, to: &str, within: Duration) -> bool {
     let start = Instant::now();
@@ -21,6 +19,27 @@ fn ping_within(ns: &Netns, to: &str, within: Duration) -> bool {
         }
     }
     false
+}
+
+/// A lab with the tunnel serving one wireguard-go client that has pinged
+/// through it once.
+struct Connected {
+    lab: Lab,
+    tunnel: Tunnel,
+    wg: WgGo,
+}
+
+fn connected() -> Connected {
+    let lab = Lab::new();
+    let (server_keys, client_keys) = (Keys::generate(), Keys::generate());
+    let mut tunnel = Tunnel::start(&lab.server, &server_keys);
+    tunnel.upsert(vec![client_peer(&client_keys)]);
+    let wg = WgGo::start(&lab.client, &client_keys, &server_keys.public);
+    assert!(
+        ping_within(&lab.client, SERVER_TUN, Duration::from_secs(10)),
+        "IPv4 ping through the tunnel"
+    );
+    Connected { lab, tunnel, wg }
 }
 
 /// iperf3 for one second in the given direction; returns bits per second.
@@ -47,17 +66,7 @@ fn iperf(lab: &Lab, reverse: bool) -> f64 {
 #[test]
 #[ignore = "needs root, wireguard-go, wg, ping and iperf3; .ci/run runs it"]
 fn wireguard_go_carries_ping_and_iperf_both_ways() {
-    let _ = NEEDS;
-    let lab = Lab::new();
-    let (server_keys, client_keys) = (Keys::generate(), Keys::generate());
-    let mut tunnel = Tunnel::start(&lab.server, &server_keys);
-    tunnel.upsert(vec![client_peer(&client_keys)]);
-    let _wg = WgGo::start(&lab.client, &client_keys, &server_keys.public);
-
-    assert!(
-        ping_within(&lab.client, SERVER_TUN, Duration::from_secs(10)),
-        "IPv4 ping through the tunnel"
-    );
+    let Connected { lab, mut tunnel, wg } = connected();
     assert!(lab.client.ping(SERVER_TUN6, 2), "IPv6 ping through the tunnel");
     // And from the server's side towards the client.
     assert!(lab.server.ping(CLIENT_TUN, 2), "ping from the server side");
@@ -74,7 +83,10 @@ fn wireguard_go_carries_ping_and_iperf_both_ways() {
     let (peers, totals) = tunnel.stats();
     assert_eq!(peers.len(), 1);
     let p = &peers[0];
-    assert_eq!(p.public_key, client_keys.public);
+    assert_eq!(
+        p.public_key.as_str(),
+        lab.client.run(&["wg", "show", &wg.name, "public-key"]).trim()
+    );
     assert_eq!(p.endpoint.map(|e| e.ip().to_string()), Some(CLIENT_VETH.to_string()));
     assert!(p.last_handshake.is_some());
     assert!(p.rx_bytes > 1_000_000 && p.tx_bytes > 1_000_000, "{p:?}");
@@ -84,12 +96,7 @@ fn wireguard_go_carries_ping_and_iperf_both_ways() {
 #[test]
 #[ignore = "needs root, wireguard-go, wg, ping and iperf3; .ci/run runs it"]
 fn a_roaming_client_keeps_working() {
-    let lab = Lab::new();
-    let (server_keys, client_keys) = (Keys::generate(), Keys::generate());
-    let mut tunnel = Tunnel::start(&lab.server, &server_keys);
-    tunnel.upsert(vec![client_peer(&client_keys)]);
-    let wg = WgGo::start(&lab.client, &client_keys, &server_keys.public);
-    assert!(ping_within(&lab.client, SERVER_TUN, Duration::from_secs(10)));
+    let Connected { lab, mut tunnel, wg } = connected();
     let before = tunnel.stats().0[0].endpoint.expect("endpoint");
 
     // A new source port and a new source address, as after a NAT rebinding
@@ -121,12 +128,7 @@ fn a_roaming_client_keeps_working() {
 #[test]
 #[ignore = "needs root, wireguard-go, wg, ping and iperf3; .ci/run runs it"]
 fn a_spoofed_inner_source_is_dropped_and_counted() {
-    let lab = Lab::new();
-    let (server_keys, client_keys) = (Keys::generate(), Keys::generate());
-    let mut tunnel = Tunnel::start(&lab.server, &server_keys);
-    tunnel.upsert(vec![client_peer(&client_keys)]);
-    let wg = WgGo::start(&lab.client, &client_keys, &server_keys.public);
-    assert!(ping_within(&lab.client, SERVER_TUN, Duration::from_secs(10)));
+    let Connected { lab, mut tunnel, wg } = connected();
 
     // The client claims an address the server never gave it.
     lab.client

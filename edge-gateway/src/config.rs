@@ -78,6 +78,28 @@ pub struct EdgeConfig {
     /// (a private or test CA). Default: the system's roots.
     #[arg(long, env = "RAMPART_ACME_CA_ROOT")]
     pub acme_ca_root: Option<PathBuf>,
+
+    /// TCP ports the ACME client may connect to (the sandbox refuses all
+    /// others; the core's port is always allowed). Add the port of a CA
+    /// whose directory URL is not on 443.
+    #[arg(
+        long,
+        env = "RAMPART_ACME_CONNECT_PORTS",
+        value_delimiter = ',',
+        default_value = "443"
+    )]
+    pub acme_connect_port: Vec<u16>,
+
+    /// Run without the Landlock sandbox. The edge refuses to start when the
+    /// kernel cannot enforce it; this flag starts it anyway, loudly.
+    #[arg(long, env = "RAMPART_DANGER_NO_SANDBOX")]
+    pub danger_no_sandbox: bool,
+
+    /// Test aid: after sandboxing, try the comma-separated attempts
+    /// (`read=PATH`, `connect=ADDR`, `bind=ADDR`, `exec=PATH`, `signal=PID`),
+    /// print one JSON line each and exit.
+    #[arg(long, hide = true)]
+    pub probe_sandbox: Option<String>,
 }
 
 /// Parses `500ms`, `10s`, `2m` or a bare number of seconds.

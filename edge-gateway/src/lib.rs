@@ -24,6 +24,7 @@ pub mod forward;
 pub mod gateway;
 pub mod redirect;
 pub mod respond;
+pub mod sandbox;
 pub mod secret;
 pub mod server;
 pub mod throttle;

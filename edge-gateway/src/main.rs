@@ -43,6 +43,14 @@ fn main() -> ExitCode {
 
 fn run(config: EdgeConfig) -> anyhow::Result<()> {
     let (secret, from_stdin) = edge_gateway::secret::read(&config.origin_secret_file)?;
+    // Before any thread exists: Landlock below ABI 8 restricts only the
+    // calling thread and those it starts afterwards.
+    sandbox(&config)?;
+    if let Some(spec) = &config.probe_sandbox {
+        let attempts = confine::probe::parse(spec).map_err(anyhow::Error::msg)?;
+        confine::probe::run_and_print(&attempts)?;
+        return Ok(());
+    }
     let shutdown = CancellationToken::new();
     if from_stdin {
         let on_eof = shutdown.clone();
@@ -70,6 +78,18 @@ fn run(config: EdgeConfig) -> anyhow::Result<()> {
         edge.serve(shutdown).await;
         Ok(())
     })
+}
+
+fn sandbox(config: &EdgeConfig) -> anyhow::Result<()> {
+    if config.danger_no_sandbox {
+        tracing::warn!("running WITHOUT the Landlock sandbox (--danger-no-sandbox)");
+        return Ok(());
+    }
+    let policy = edge_gateway::sandbox::policy(config).context("preparing the sandbox")?;
+    let report =
+        confine::apply(&policy).context("the edge will not run unsandboxed; --danger-no-sandbox overrides this")?;
+    tracing::info!(%report, "sandboxed");
+    Ok(())
 }
 
 async fn wait_for_signal() {

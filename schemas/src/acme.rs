@@ -111,6 +111,18 @@ impl DirectoryUrl {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The TCP port the CA listens on (443 unless the URL names one): the
+    /// edge's sandbox must allow connecting to it.
+    pub fn port(&self) -> u16 {
+        let rest = self.0.strip_prefix("https://").unwrap_or(&self.0);
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        let host_port = authority.rsplit('@').next().unwrap_or(authority);
+        host_port
+            .rsplit_once(':')
+            .and_then(|(_, port)| port.parse().ok())
+            .unwrap_or(443)
+    }
 }
 
 impl Default for DirectoryUrl {

@@ -247,6 +247,7 @@ pub fn frame_len(header: [u8; 4]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::expect_used)]
+
     use super::*;
 
     #[test]

@@ -215,6 +215,8 @@ async fn dns01_through_the_hook_command() {
     let (pebble, ports) = pebble_for(PebbleOptions::default()).await;
     let hook = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/acme-dns-hooks/pebble-challtestsrv");
     let hook = hook.to_str().unwrap().to_owned();
+    // The hook runs inside the core's sandbox: name the port it talks to.
+    let hook_port = pebble.challtestsrv_management.port().to_string();
     let rampart = serve(
         &pebble,
         ports,
@@ -225,6 +227,8 @@ async fn dns01_through_the_hook_command() {
             "dns-01",
             "--acme-dns-hook",
             &hook,
+            "--acme-dns-hook-port",
+            &hook_port,
         ],
     )
     .await;

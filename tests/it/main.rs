@@ -7,6 +7,7 @@ mod acme;
 mod admins;
 mod audit_chain;
 mod bad_input;
+mod confinement;
 mod edge;
 mod flow;
 mod processes;
