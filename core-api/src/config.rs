@@ -52,6 +52,27 @@ pub struct Config {
     #[arg(long, env = "RAMPART_ACME_DNS_HOOK")]
     pub acme_dns_hook: Option<String>,
 
+    /// The `rampart-tunnel` executable; default: `rampart-tunnel` next to
+    /// this executable.
+    #[arg(long, env = "RAMPART_TUNNEL_BIN", value_name = "PATH")]
+    pub tunnel_bin: Option<PathBuf>,
+
+    /// Run the tunnels in this network namespace (`/run/netns/NAME`)
+    /// instead of the core's own.
+    #[arg(long, env = "RAMPART_TUNNEL_NETNS", value_name = "NAME")]
+    pub tunnel_netns: Option<String>,
+
+    /// Run no tunnels: start and stop only record the wanted state. For a
+    /// host that serves the API but no VPN traffic, and for tests that
+    /// must not create interfaces.
+    #[arg(long, env = "RAMPART_NO_TUNNELS")]
+    pub no_tunnels: bool,
+
+    /// Start tunnels without their sandbox (`--danger-no-sandbox`). For
+    /// debugging only.
+    #[arg(long)]
+    pub danger_tunnel_no_sandbox: bool,
+
     /// TCP ports the DNS hook may connect to: it runs inside the core's
     /// sandbox. Default with a hook: 443.
     #[arg(long, env = "RAMPART_HOOK_CONNECT_PORTS", value_delimiter = ',')]
@@ -99,6 +120,24 @@ impl Config {
             email: self.acme_email.clone(),
             directory: self.acme_directory.clone(),
             challenge: self.acme_challenge,
+        })
+    }
+
+    /// How to start tunnels, or `None` with `--no-tunnels`.
+    pub fn tunnels(&self) -> Option<crate::tunnels::TunnelConfig> {
+        if self.no_tunnels {
+            return None;
+        }
+        let program = self.tunnel_bin.clone().unwrap_or_else(|| {
+            std::env::current_exe()
+                .ok()
+                .and_then(|exe| exe.parent().map(|dir| dir.join("rampart-tunnel")))
+                .unwrap_or_else(|| PathBuf::from("rampart-tunnel"))
+        });
+        Some(crate::tunnels::TunnelConfig {
+            program,
+            netns: self.tunnel_netns.clone(),
+            danger_no_sandbox: self.danger_tunnel_no_sandbox,
         })
     }
 

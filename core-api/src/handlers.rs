@@ -83,6 +83,7 @@ fn routes(state: AppState) -> Router {
         )
         .route("/api/v1/servers/{id}/start", post(servers::start))
         .route("/api/v1/servers/{id}/stop", post(servers::stop))
+        .route("/api/v1/servers/{id}/sessions", get(servers::sessions))
         .route(
             "/api/v1/servers/{id}/orgs/{org_id}",
             put(servers::attach).delete(servers::detach),

@@ -30,6 +30,8 @@
 //! - [`totp`]: RFC 6238 codes, the replay-aware check, `otpauth://` URIs
 //!   and QR codes.
 //! - [`acme_hook`]: the DNS-01 hook command, run for the edge.
+//! - [`tunnels`]: one `rampart-tunnel` per running server, supervised and
+//!   kept in step with the database.
 //! - [`sealed`]: secrets at rest, sealed under the host key;
 //!   [`keys`]: WireGuard key pairs and preshared keys;
 //!   [`crypto`]: tokens, digests, argon2id; [`secret`]: the origin secret;
@@ -58,6 +60,7 @@ pub mod shutdown;
 pub mod state;
 pub mod store;
 pub mod totp;
+pub mod tunnels;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

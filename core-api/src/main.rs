@@ -119,6 +119,18 @@ fn serve(config: &Config, secret: OriginSecret) -> anyhow::Result<()> {
                 .await
                 .context("failed to store the --acme-* settings")?;
         }
+        match config.tunnels() {
+            Some(tunnels) => {
+                tracing::info!(program = %tunnels.program.display(), netns = ?tunnels.netns, "tunnels enabled");
+                state.tunnels().enable(tunnels);
+                state
+                    .tunnels()
+                    .start_running()
+                    .await
+                    .context("failed to list the running servers")?;
+            }
+            None => tracing::warn!("--no-tunnels: servers' start and stop only record the wanted state"),
+        }
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("failed to listen on {}", config.listen))?;
@@ -133,7 +145,11 @@ fn serve(config: &Config, secret: OriginSecret) -> anyhow::Result<()> {
                 shutdown::terminate_signal().await;
             }
         };
-        core_api::run(listener, state, stop).await.context("the core stopped with an error")
+        let served = core_api::run(listener, state.clone(), stop).await;
+        // The tunnels would stop by themselves when their sockets close;
+        // stopping them here is orderly and logged.
+        state.tunnels().stop_all().await;
+        served.context("the core stopped with an error")
     })?;
     // The stdin watcher thread may still be blocked in read(); don't wait
     // for it.

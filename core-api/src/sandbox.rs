@@ -21,7 +21,8 @@ pub fn policy(config: &Config) -> std::io::Result<confine::Policy> {
         .mode(0o700)
         .create(&config.data_dir)?;
     let mut read_exec = confine::library_dirs();
-    if let Some(tunnel) = tunnel_binary() {
+    // The tunnel the core will start (`--tunnel-bin`, or beside the core).
+    if let Some(tunnel) = config.tunnels().map(|t| t.program).filter(|p| p.exists()) {
         read_exec.push(tunnel);
     }
     let mut read_only = Vec::new();
@@ -55,10 +56,4 @@ pub fn policy(config: &Config) -> std::io::Result<confine::Policy> {
         bind_tcp: vec![config.listen.port()],
         connect_tcp,
     })
-}
-
-/// `rampart-tunnel` beside the core's own binary, if it is there.
-fn tunnel_binary() -> Option<PathBuf> {
-    let path = std::env::current_exe().ok()?.parent()?.join("rampart-tunnel");
-    path.exists().then_some(path)
 }

@@ -12,6 +12,7 @@ use crate::events::Events;
 use crate::sealed::HostKey;
 use crate::secret::OriginSecret;
 use crate::store::Store;
+use crate::tunnels::Tunnels;
 use crate::{Error, crypto, setup_token};
 
 /// The core's directory inside the data directory.
@@ -42,6 +43,7 @@ struct Inner {
     openapi: Vec<u8>,
     acme_dns_hook: std::sync::OnceLock<String>,
     events: Events,
+    tunnels: Tunnels,
 }
 
 impl AppState {
@@ -79,6 +81,7 @@ impl AppState {
         let pending = setup_token::prepare(&store, &setup_token_file).await?;
         let dummy_hash = crypto::dummy_hash().await?;
         let openapi = schemas::openapi::document().to_string().into_bytes();
+        let tunnels = Tunnels::new(store.clone(), host_key.clone(), clock.clone());
         Ok(Self {
             inner: Arc::new(Inner {
                 store,
@@ -91,6 +94,7 @@ impl AppState {
                 openapi,
                 acme_dns_hook: std::sync::OnceLock::new(),
                 events: Events::default(),
+                tunnels,
             }),
         })
     }
@@ -128,6 +132,11 @@ impl AppState {
     /// The change broadcast for consoles.
     pub fn events(&self) -> &Events {
         &self.inner.events
+    }
+
+    /// The tunnel processes (disabled until [`Tunnels::enable`]).
+    pub fn tunnels(&self) -> &Tunnels {
+        &self.inner.tunnels
     }
 
     /// The clock.

@@ -46,6 +46,7 @@ mod resources;
 mod servers;
 mod settings;
 mod tokens;
+mod tunnel;
 mod users;
 
 pub use admins::{AdminChange, TotpState};
@@ -54,6 +55,7 @@ pub use tokens::{NewToken, TokenAuth};
 pub use acme::{AcmeSettings, AcmeSettingsChange, StoredCert, StoredChallenge};
 use conn::Db;
 pub use resources::{NewDevice, NewLink, NewServer, PeerProfile, ServerQuery, UserQuery};
+pub use tunnel::{Touched, TunnelPeer, TunnelServer};
 
 /// Why a store operation failed. The first group are faults; the second are
 /// refusals that the API reports to the client.
@@ -432,12 +434,15 @@ impl Store {
             .await
     }
 
-    /// Deletes an organization and audits.
-    pub async fn delete_org(&self, id: OrgId, record: AuditRecord) -> Result<(), StoreError> {
+    /// Deletes an organization and audits; answers the peers its devices
+    /// had.
+    pub async fn delete_org(&self, id: OrgId, record: AuditRecord) -> Result<tunnel::Touched, StoreError> {
         self.db
             .write(move |tx| {
+                let touched = tunnel::touched_org(tx, id, None)?;
                 orgs::delete(tx, id)?;
-                audit::append(tx, &record)
+                audit::append(tx, &record)?;
+                Ok(touched)
             })
             .await
     }

@@ -17,7 +17,7 @@ mod users;
 pub use events::ChangeEvent;
 pub use servers::{
     MAX_PREFIX_V4, MAX_PREFIX_V6, MIN_PREFIX_V4, MIN_PREFIX_V6, Server, ServerCreate, ServerPage, ServerPatch,
-    ServerState,
+    ServerSessions, ServerState, Session,
 };
 pub use users::{
     Device, DeviceAddress, DeviceCreate, DeviceCreated, DevicePage, LINK_MAX_SECONDS, Link, LinkCreate, User,

@@ -19,3 +19,4 @@ mod throttle;
 mod tls;
 mod tokens;
 mod totp;
+mod tunnel;

@@ -170,7 +170,9 @@ async fn sample(w: &World, operation: &str, role: Role) -> Option<Sample> {
         "devices.get" | "devices.delete" | "devices.config" | "devices.qr" => Sample::id(w.device().await),
         "servers.list" => Sample::none(),
         "servers.create" => Sample::body(w.server_body()),
-        "servers.get" | "servers.delete" | "servers.start" | "servers.stop" => Sample::id(w.server().await),
+        "servers.get" | "servers.delete" | "servers.start" | "servers.stop" | "servers.sessions" => {
+            Sample::id(w.server().await)
+        }
         "servers.update" => Sample::id_body(w.server().await, json!({"name": w.unique("Renamed ")})),
         "servers.attach" | "servers.detach" => {
             Sample::params(vec![("id", w.server().await), ("org_id", w.org().await)])

@@ -17,6 +17,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod api;
+pub mod netns;
 pub mod pebble;
 
 /// Where the binaries under test are.
@@ -133,7 +134,18 @@ impl Rampart {
 
     /// Starts an instance on an existing data directory (a restart).
     pub async fn restart_on(data_dir: &Path, ports: Ports, log: PathBuf) -> Self {
-        let this = Self::spawn(data_dir, ports, |_| {}, log);
+        Self::restart_with(data_dir, ports, log, |_| {}).await
+    }
+
+    /// Like [`Rampart::restart_on`], letting the test add environment or
+    /// flags (the same as its first start, usually).
+    pub async fn restart_with(
+        data_dir: &Path,
+        ports: Ports,
+        log: PathBuf,
+        configure: impl FnOnce(&mut Command),
+    ) -> Self {
+        let this = Self::spawn(data_dir, ports, configure, log);
         this.wait_ready().await;
         this
     }
@@ -155,6 +167,10 @@ impl Rampart {
             .arg("--core-addr")
             .arg(ports.core.to_string())
             .env("RUST_LOG", "info")
+            // Starting a server must not create interfaces in the host's
+            // network namespace; the tunnel tests remove this and give the
+            // core a namespace of their own (`netns`).
+            .env("RAMPART_NO_TUNNELS", "true")
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
             .stderr(out);

@@ -75,11 +75,12 @@ pub(super) async fn create(
         private_key_sealed: generated.as_ref().map(|(_, sealed)| sealed.clone()),
     };
     let record = ctx.record(now, Outcome::Success, None);
-    state
+    let touched = state
         .store()
         .create_device(new, state.host_key().clone(), record)
         .await?;
     ctx.mark_written();
+    state.tunnels().touch(touched);
     let private_key = generated.map(|(pair, _)| schemas::values::WgKey::from_bytes(&pair.private));
     // The addresses were allocated in the store; a device deleted in the
     // meantime simply shows none.
@@ -117,8 +118,9 @@ pub(super) async fn delete(
     ctx.set_target(target(&id));
     let id: DeviceId = path_id(&id)?;
     let record = ctx.record(state.clock().now(), Outcome::Success, None);
-    state.store().delete_device(id, record).await?;
+    let touched = state.store().delete_device(id, record).await?;
     ctx.mark_written();
+    state.tunnels().touch(touched);
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -92,7 +92,8 @@ pub(super) async fn delete(
     ctx.set_target(format!("org:{id}"));
     let id = org_id(&id)?;
     let record = ctx.record(state.clock().now(), Outcome::Success, None);
-    state.store().delete_org(id, record).await?;
+    let touched = state.store().delete_org(id, record).await?;
     ctx.mark_written();
+    state.tunnels().touch(touched);
     Ok(StatusCode::NO_CONTENT)
 }

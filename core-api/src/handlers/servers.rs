@@ -4,7 +4,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
-use schemas::api::{Outcome, Server, ServerCreate, ServerPage, ServerPatch, ServerState};
+use schemas::api::{Outcome, Server, ServerCreate, ServerPage, ServerPatch, ServerSessions, ServerState};
 use schemas::values::{OrgId, ServerId};
 
 use super::{decode, path_id};
@@ -85,6 +85,8 @@ pub(super) async fn update(
     let id: ServerId = path_id(&id)?;
     let patch: ServerPatch = decode(&body)?;
     let record = ctx.record(state.clock().now(), Outcome::Success, None);
+    // The tunnel is set up with these; the rest only reaches profiles.
+    let restart = patch.network.is_some() || patch.network6.is_some() || patch.port.is_some();
     let server = state
         .store()
         .update_server(
@@ -114,6 +116,9 @@ pub(super) async fn update(
         )
         .await?;
     ctx.mark_written();
+    if restart && server.state == ServerState::Running {
+        state.tunnels().restart(id);
+    }
     Ok(Json(server))
 }
 
@@ -127,11 +132,13 @@ pub(super) async fn delete(
     let record = ctx.record(state.clock().now(), Outcome::Success, None);
     state.store().delete_server(id, record).await?;
     ctx.mark_written();
+    state.tunnels().stop(id).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Start and stop only record the wanted state for now; the tunnel process
-/// that follows it comes with the dataplane.
+/// Records the wanted state (audited), then makes the tunnel follow it.
+/// A tunnel that fails to start is logged and retried by its supervisor;
+/// the wanted state stays "running" until someone stops the server.
 async fn set_state(
     state: &AppState,
     ctx: &RequestCtx,
@@ -153,7 +160,26 @@ async fn set_state(
         )
         .await?;
     ctx.mark_written();
+    match wanted {
+        ServerState::Running => {
+            if let Err(e) = state.tunnels().start(id).await {
+                tracing::warn!(server = %id, error = %e, "tunnel did not start at once; its supervisor keeps trying");
+            }
+        }
+        ServerState::Stopped => state.tunnels().stop(id).await,
+    }
     Ok(Json(server))
+}
+
+/// `GET /api/v1/servers/{id}/sessions`: the tunnel's latest counters.
+pub(super) async fn sessions(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ServerSessions>, ApiError> {
+    let id: ServerId = path_id(&id)?;
+    // An unknown server is a 404, not an empty list.
+    state.store().server(id).await?;
+    Ok(Json(state.tunnels().sessions(id)))
 }
 
 pub(super) async fn start(
@@ -181,11 +207,12 @@ pub(super) async fn attach(
     let id: ServerId = path_id(&id)?;
     let org: OrgId = path_id(&org)?;
     let record = ctx.record(state.clock().now(), Outcome::Success, None);
-    let server = state
+    let (server, touched) = state
         .store()
         .attach_org(id, org, state.host_key().clone(), record)
         .await?;
     ctx.mark_written();
+    state.tunnels().touch(touched);
     Ok(Json(server))
 }
 
@@ -198,7 +225,8 @@ pub(super) async fn detach(
     let id: ServerId = path_id(&id)?;
     let org: OrgId = path_id(&org)?;
     let record = ctx.record(state.clock().now(), Outcome::Success, None);
-    let server = state.store().detach_org(id, org, record).await?;
+    let (server, touched) = state.store().detach_org(id, org, record).await?;
     ctx.mark_written();
+    state.tunnels().touch(touched);
     Ok(Json(server))
 }

@@ -76,7 +76,7 @@ pub(super) async fn update(
     let id: UserId = path_id(&id)?;
     let patch: UserPatch = decode(&body)?;
     let record = ctx.record(state.clock().now(), Outcome::Success, None);
-    let user = state
+    let (user, touched) = state
         .store()
         .update_user(
             id,
@@ -95,6 +95,7 @@ pub(super) async fn update(
         )
         .await?;
     ctx.mark_written();
+    state.tunnels().touch(touched);
     Ok(Json(user))
 }
 
@@ -106,8 +107,9 @@ pub(super) async fn delete(
     ctx.set_target(target(&id));
     let id: UserId = path_id(&id)?;
     let record = ctx.record(state.clock().now(), Outcome::Success, None);
-    state.store().delete_user(id, record).await?;
+    let touched = state.store().delete_user(id, record).await?;
     ctx.mark_written();
+    state.tunnels().touch(touched);
     Ok(StatusCode::NO_CONTENT)
 }
 

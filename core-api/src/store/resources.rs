@@ -8,6 +8,7 @@ use schemas::api::{Device, Server, User};
 use schemas::values::{DeviceId, OrgId, ServerId, UserId, WgKey};
 use zeroize::Zeroizing;
 
+use super::tunnel::{self, Touched};
 use super::{Listed, Store, StoreError, audit, servers, settings, users};
 use crate::audit::AuditRecord;
 use crate::keys::{device_context, psk_context};
@@ -146,30 +147,40 @@ impl Store {
             .await
     }
 
-    /// Changes a user with `change` and audits; answers the changed user.
+    /// Changes a user with `change` and audits; answers the changed user
+    /// and, when it was enabled or disabled, the peers that touches.
     pub async fn update_user(
         &self,
         id: UserId,
         change: impl FnOnce(&mut User) + Send + 'static,
         record: AuditRecord,
-    ) -> Result<User, StoreError> {
+    ) -> Result<(User, Touched), StoreError> {
         self.db
             .write(move |tx| {
                 let mut user = users::get_user(tx, id)?;
+                let was_disabled = user.disabled;
                 change(&mut user);
                 users::update_user(tx, &user)?;
                 audit::append(tx, &record)?;
-                Ok(user)
+                let touched = if was_disabled == user.disabled {
+                    Vec::new()
+                } else {
+                    tunnel::touched_user(tx, id)?
+                };
+                Ok((user, touched))
             })
             .await
     }
 
     /// Deletes a user with their devices, addresses and links, and audits.
-    pub async fn delete_user(&self, id: UserId, record: AuditRecord) -> Result<(), StoreError> {
+    /// Answers the peers the user's devices had.
+    pub async fn delete_user(&self, id: UserId, record: AuditRecord) -> Result<Touched, StoreError> {
         self.db
             .write(move |tx| {
+                let touched = tunnel::touched_user(tx, id)?;
                 users::delete_user(tx, id)?;
-                audit::append(tx, &record)
+                audit::append(tx, &record)?;
+                Ok(touched)
             })
             .await
     }
@@ -192,22 +203,31 @@ impl Store {
     }
 
     /// Creates a device, gives it addresses on every server its
-    /// organization is attached to, and audits.
-    pub async fn create_device(&self, new: NewDevice, key: HostKey, record: AuditRecord) -> Result<(), StoreError> {
+    /// organization is attached to, and audits; answers its new peers.
+    pub async fn create_device(
+        &self,
+        new: NewDevice,
+        key: HostKey,
+        record: AuditRecord,
+    ) -> Result<Touched, StoreError> {
         self.db
             .write(move |tx| {
                 users::insert_device(tx, &key, &new)?;
-                audit::append(tx, &record)
+                audit::append(tx, &record)?;
+                tunnel::touched_device(tx, new.device.id)
             })
             .await
     }
 
-    /// Deletes a device (its addresses are freed) and audits.
-    pub async fn delete_device(&self, id: DeviceId, record: AuditRecord) -> Result<(), StoreError> {
+    /// Deletes a device (its addresses are freed) and audits; answers the
+    /// peers it had.
+    pub async fn delete_device(&self, id: DeviceId, record: AuditRecord) -> Result<Touched, StoreError> {
         self.db
             .write(move |tx| {
+                let touched = tunnel::touched_device(tx, id)?;
                 users::delete_device(tx, id)?;
-                audit::append(tx, &record)
+                audit::append(tx, &record)?;
+                Ok(touched)
             })
             .await
     }
@@ -331,41 +351,38 @@ impl Store {
             .await
     }
 
-    /// Attaches an organization (its devices get addresses) and audits.
+    /// Attaches an organization (its devices get addresses) and audits;
+    /// answers the server and the org's peers on it.
     pub async fn attach_org(
         &self,
         id: ServerId,
         org: OrgId,
         key: HostKey,
         record: AuditRecord,
-    ) -> Result<Server, StoreError> {
+    ) -> Result<(Server, Touched), StoreError> {
         self.db
             .write(move |tx| {
                 servers::attach(tx, &key, id, org)?;
                 audit::append(tx, &record)?;
-                servers::get(tx, id)
+                Ok((servers::get(tx, id)?, tunnel::touched_org(tx, org, Some(id))?))
             })
             .await
     }
 
-    /// Detaches an organization (its addresses are freed) and audits.
-    pub async fn detach_org(&self, id: ServerId, org: OrgId, record: AuditRecord) -> Result<Server, StoreError> {
+    /// Detaches an organization (its addresses are freed) and audits;
+    /// answers the server and the peers the org had on it.
+    pub async fn detach_org(
+        &self,
+        id: ServerId,
+        org: OrgId,
+        record: AuditRecord,
+    ) -> Result<(Server, Touched), StoreError> {
         self.db
             .write(move |tx| {
+                let touched = tunnel::touched_org(tx, org, Some(id))?;
                 servers::detach(tx, id, org)?;
                 audit::append(tx, &record)?;
-                servers::get(tx, id)
-            })
-            .await
-    }
-
-    /// A server's private key as `wg` prints it (for the tunnel, later).
-    pub async fn server_private_key(&self, id: ServerId, key: HostKey) -> Result<Zeroizing<String>, StoreError> {
-        self.db
-            .read(move |c| {
-                let sid = id.to_string();
-                let sealed = servers::private_sealed(c, &sid)?;
-                open_key(&key, &sealed, &crate::keys::server_context(&sid))
+                Ok((servers::get(tx, id)?, touched))
             })
             .await
     }

@@ -1,6 +1,6 @@
 //! VPN servers.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use jiff::Timestamp;
 use schemars::JsonSchema;
@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use validator::{Validate, ValidationError};
 
 use super::{Page, field_error};
-use crate::values::{Cidr, Ipv4Net, Ipv6Net, Name, OrgId, ServerId, WgKey};
+use crate::values::{Cidr, DeviceId, Ipv4Net, Ipv6Net, Name, OrgId, ServerId, UserId, WgKey};
 
 /// The longest IPv4 prefix a server's network may have: a /30 holds the
 /// network and broadcast addresses, the gateway and one device.
@@ -163,3 +163,44 @@ pub struct Server {
 
 /// A page of servers.
 pub type ServerPage = Page<Server>;
+
+/// `GET /api/v1/servers/{id}/sessions`: the live peers of a running server,
+/// as its tunnel last reported them (polled every few seconds).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSessions {
+    /// One entry per device that has completed a handshake or sent data
+    /// since the tunnel started, ordered by device id.
+    pub items: Vec<Session>,
+    /// When the tunnel answered the poll these come from; absent while the
+    /// server is stopped or its tunnel has not answered yet.
+    #[serde(default)]
+    pub polled_at: Option<Timestamp>,
+}
+
+/// One device's session on a server.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Session {
+    /// The device.
+    pub device_id: DeviceId,
+    /// Its user.
+    pub user_id: UserId,
+    /// Its IPv4 address on the server.
+    pub address: Ipv4Addr,
+    /// Its IPv6 address, when the server has an IPv6 network.
+    #[serde(default)]
+    pub address6: Option<Ipv6Addr>,
+    /// Where its packets last came from.
+    #[serde(default)]
+    pub endpoint: Option<SocketAddr>,
+    /// The last completed handshake.
+    #[serde(default)]
+    pub last_handshake: Option<Timestamp>,
+    /// Bytes received from it (decrypted).
+    pub rx_bytes: u64,
+    /// Bytes sent to it (before encryption).
+    pub tx_bytes: u64,
+    /// Packets it sent from an address that is not its own (dropped).
+    pub dropped_source: u64,
+}

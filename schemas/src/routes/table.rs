@@ -6,8 +6,8 @@ use crate::acme::{RenewRequested, Settings, SettingsPatch};
 use crate::api::{
     Admin, AdminCreate, AdminDetail, AdminPage, AdminPatch, AuditPage, AuditVerify, Device, DeviceCreate,
     DeviceCreated, DevicePage, Health, Link, LinkCreate, LoginRequest, LoginResponse, Org, OrgCreate, OrgPage,
-    OrgPatch, Ready, Server, ServerCreate, ServerPage, ServerPatch, SetupRequest, TokenCreate, TokenCreated, TokenPage,
-    TotpConfirm, TotpEnrolment, User, UserCreate, UserPage, UserPatch,
+    OrgPatch, Ready, Server, ServerCreate, ServerPage, ServerPatch, ServerSessions, SetupRequest, TokenCreate,
+    TokenCreated, TokenPage, TotpConfirm, TotpEnrolment, User, UserCreate, UserPage, UserPatch,
 };
 use crate::codec::{Payload, RequestBody, ResponseBody};
 
@@ -476,6 +476,20 @@ pub static ROUTES: &[Route] = &[
         None,
         &[json(200, ResponseBody::of::<Server>(), "Stopped.")],
         "Stop a VPN server",
+    ),
+    core(
+        "servers.sessions",
+        Method::Get,
+        "/api/v1/servers/{id:uuid}/sessions",
+        Access::AnyRole,
+        &[],
+        None,
+        &[json(
+            200,
+            ResponseBody::of::<ServerSessions>(),
+            "The live peers as the tunnel last reported them; empty while stopped.",
+        )],
+        "A VPN server's live peers",
     ),
     core(
         "servers.attach",
