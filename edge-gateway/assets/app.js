@@ -39,7 +39,7 @@ const SECTIONS = [
 const DETAIL = { orgs: orgScreen, users: userScreen, servers: serverScreen };
 
 let session = null;
-let current = null; // the open screen: { title, node, kinds, refresh }
+let current = null; // the open screen: { title, node, kinds, refresh, tick? }
 let renderSeq = 0;
 
 async function route() {
@@ -85,6 +85,14 @@ api.onChange((change) => {
     if (current === view) view.refresh().catch((err) => toast(err.message, true));
   }, 150);
 });
+
+// Counters that change without an API call (tunnel sessions: handshakes,
+// traffic) are polled while their screen is open and the tab is visible.
+setInterval(() => {
+  if (current && current.tick && document.visibilityState === "visible") {
+    current.tick().catch(() => {});
+  }
+}, 5000);
 
 function shell() {
   const can = abilities(session.admin.role);

@@ -4,30 +4,18 @@
 import * as api from "../api.js";
 import { h, fill, table, badge, link, section } from "../ui.js";
 
-// GET /api/v1/servers/{id}/sessions may not exist yet on this build; once
-// it answered 404 the console stops asking.
-let sessionsRoute = true;
-
-/// The number of live sessions, or null when the server does not say.
-export async function sessionCount(serverId) {
-  if (!sessionsRoute) return null;
-  try {
-    const page = await api.get(`/api/v1/servers/${serverId}/sessions`);
-    return page.items.length;
-  } catch (err) {
-    if (err.status === 404) {
-      sessionsRoute = false;
-      return null;
-    }
-    throw err;
-  }
+/// The number of live sessions of a running server; null for a stopped one.
+export async function sessionCount(server) {
+  if (server.state !== "running") return null;
+  const page = await api.get(`/api/v1/servers/${server.id}/sessions`);
+  return page.items.length;
 }
 
 export async function dashboard({ can }) {
   const body = h("div", {});
   const refresh = async () => {
     const [servers, orgs] = await Promise.all([api.all("/api/v1/servers"), api.all("/api/v1/orgs")]);
-    const counts = await Promise.all(servers.map((s) => sessionCount(s.id).catch(() => null)));
+    const counts = await Promise.all(servers.map((s) => sessionCount(s).catch(() => null)));
     const running = servers.filter((s) => s.state === "running").length;
     fill(
       body,
@@ -61,5 +49,6 @@ export async function dashboard({ can }) {
     node: h("div", {}, h("h1", {}, "Dashboard"), body),
     kinds: ["server", "org"],
     refresh,
+    tick: refresh,
   };
 }

@@ -201,14 +201,7 @@ export async function serverScreen({ can, id }) {
   };
 
   const loadSessions = async () => {
-    let page;
-    try {
-      page = await api.get(`/api/v1/servers/${id}/sessions`);
-    } catch (err) {
-      if (err.status !== 404) throw err;
-      fill(sessions, h("p", { class: "empty" }, "This server reports no live sessions yet."));
-      return;
-    }
+    const page = await api.get(`/api/v1/servers/${id}/sessions`);
     fill(
       sessions,
       table(
@@ -245,6 +238,7 @@ export async function serverScreen({ can, id }) {
     ),
     kinds: ["server", "org", "device"],
     refresh,
+    tick: loadSessions,
   };
 }
 
