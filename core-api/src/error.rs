@@ -73,8 +73,9 @@ pub enum ApiError {
     /// A capacity limit is reached (open event streams); try again later.
     #[error("{0}")]
     Busy(&'static str),
-    /// Something this request depends on failed (the DNS-01 hook); the
-    /// detail is for the edge, on the internal endpoints only.
+    /// Something this request depends on failed: the DNS-01 hook (the
+    /// detail is for the edge, on the internal endpoints), or a tunnel that
+    /// did not start (the detail is the tunnel's reason, for the operator).
     #[error("{0}")]
     Upstream(String),
     /// A fault on our side; the client sees only "internal error".

@@ -221,13 +221,15 @@ try {
 
   await step("the audit log shows the changes, newest first, and the chain verifies", async () => {
     await go(a, "Audit log");
-    const first = a.locator("tbody tr").first();
-    await first.waitFor();
-    const actions = await a.locator("tbody tr td:nth-child(4)").allTextContents();
+    // Scoped to the audit table: the previous screen's rows stay in the
+    // document until the new screen has loaded.
+    const entries = a.getByRole("table", { name: "Audit entries, newest first" });
+    await entries.locator("tbody tr").first().waitFor();
+    const actions = await entries.locator("tbody tr td:nth-child(4)").allTextContents();
     for (const needed of ["setup", "auth.login", "org.create", "server.create", "user.create", "device.create", "device.config"]) {
       check(actions.includes(needed), `audit has ${needed}: ${actions}`);
     }
-    const ids = (await a.locator("tbody tr td:nth-child(1)").allTextContents()).map(Number);
+    const ids = (await entries.locator("tbody tr td:nth-child(1)").allTextContents()).map(Number);
     check(ids.every((id, i) => i === 0 || ids[i - 1] > id), "newest first");
     const form = a.getByRole("form", { name: "Filter the audit log" });
     await form.getByLabel("Action").fill("device.create");

@@ -518,3 +518,67 @@ async fn peer_changes_stay_fast_with_many_peers() {
         single[single.len() - 1],
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root, wireguard-go and wg; .ci/run runs it"]
+async fn a_tunnel_that_cannot_start_is_an_error_with_its_reason() {
+    netns::require(&["ip", "python3", "ss"]);
+    let mut srv = Netns::new("busy");
+    let srv_name = srv.name().to_owned();
+    // Another program holds the server's UDP port in the tunnel's namespace.
+    srv.spawn(&[
+        "python3",
+        "-c",
+        "import socket, time\n\
+         s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\n\
+         s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)\n\
+         s.bind(('::', 51820))\n\
+         time.sleep(120)",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !srv.run(&["ss", "-Hunl", "sport = :51820"]).contains("51820") {
+        assert!(Instant::now() < deadline, "the port holder did not bind");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let rampart = Rampart::start_with(move |cmd| {
+        cmd.env_remove("RAMPART_NO_TUNNELS")
+            .env("RAMPART_TUNNEL_NETNS", &srv_name);
+    })
+    .await;
+    let s = Session::admin(&rampart).await;
+    let busy = id(&created(
+        &s,
+        "/api/v1/servers",
+        json!({"name": "busy", "network": "198.18.10.0/24", "port": 51820}),
+    )
+    .await);
+    let free = id(&created(
+        &s,
+        "/api/v1/servers",
+        json!({"name": "free", "network": "198.18.11.0/24", "port": 51821}),
+    )
+    .await);
+
+    let (status, problem) = bodiless(&s, Method::POST, &format!("/api/v1/servers/{busy}/start")).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{problem}");
+    let detail = problem["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("51820") && detail.contains("in use"),
+        "the tunnel's own reason: {problem}"
+    );
+    assert!(
+        tunnel_links(&srv).is_empty(),
+        "no interface is left behind: {:?}",
+        srv.links()
+    );
+
+    // Another server is not held up by it.
+    let (status, body) = bodiless(&s, Method::POST, &format!("/api/v1/servers/{free}/start")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Stopping gives up cleanly.
+    let (status, body) = bodiless(&s, Method::POST, &format!("/api/v1/servers/{busy}/stop")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, server) = bodiless(&s, Method::GET, &format!("/api/v1/servers/{busy}")).await;
+    assert_eq!(server["state"], "stopped", "{server}");
+    assert_eq!(tunnel_links(&srv).len(), 1, "only the free server's interface");
+}

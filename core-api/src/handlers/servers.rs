@@ -137,8 +137,10 @@ pub(super) async fn delete(
 }
 
 /// Records the wanted state (audited), then makes the tunnel follow it.
-/// A tunnel that fails to start is logged and retried by its supervisor;
-/// the wanted state stays "running" until someone stops the server.
+/// A tunnel that fails to start answers 502 with the tunnel's reason (a port
+/// in use, say), so the operator sees it at once; the wanted state stays
+/// "running" and the supervisor keeps retrying until someone stops the
+/// server.
 async fn set_state(
     state: &AppState,
     ctx: &RequestCtx,
@@ -164,6 +166,10 @@ async fn set_state(
         ServerState::Running => {
             if let Err(e) = state.tunnels().start(id).await {
                 tracing::warn!(server = %id, error = %e, "tunnel did not start at once; its supervisor keeps trying");
+                return Err(ApiError::Upstream(format!(
+                    "the tunnel did not start: {e}. The server stays wanted running and is retried with backoff; \
+                     stop it to give up"
+                )));
             }
         }
         ServerState::Stopped => state.tunnels().stop(id).await,
