@@ -2,13 +2,16 @@
 
 use std::ffi::OsString;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use rampart_cli::audit::{self, AuditCommand, Verdict};
+use rampart_cli::launcher::TunnelLauncher;
+use rampart_cli::privsep::{self, Users};
 use rampart_cli::serve::{self, ServeArgs, ServeConfig};
-use rampart_cli::supervisor::{self, ChildSpec, Ending, Supervised};
+use rampart_cli::supervisor::{self, ChildSpec, Ending, Handoff, Listeners, Supervised};
 use tracing_subscriber::EnvFilter;
 
 /// Exit status for a refused configuration (sysexits EX_USAGE).
@@ -31,6 +34,10 @@ enum Command {
     /// ACME certificate commands.
     #[command(subcommand)]
     Acme(AcmeCommand),
+    /// Create the system users edge, core and tunnels run as
+    /// (rampart-edge, rampart-core, rampart-tunnel). `rampart serve` as
+    /// root also creates them when missing.
+    Install,
 }
 
 #[derive(Debug, Subcommand)]
@@ -75,6 +82,28 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Install => {
+            if !is_root {
+                tracing::error!("rampart install creates system users: run it as root");
+                return ExitCode::FAILURE;
+            }
+            match privsep::ensure_users() {
+                Ok(users) => {
+                    for (name, ids) in [
+                        (privsep::EDGE_USER, users.edge),
+                        (privsep::CORE_USER, users.core),
+                        (privsep::TUNNEL_USER, users.tunnel),
+                    ] {
+                        tracing::info!(user = name, uid = ids.uid, gid = ids.gid, "system user ready");
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    tracing::error!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Serve(args) => {
             let config = match (*args).resolve(is_root) {
                 Ok(config) => config,
@@ -98,48 +127,104 @@ fn main() -> ExitCode {
 fn run_serve(config: ServeConfig) -> anyhow::Result<Ending> {
     let secret =
         serve::prepare_data_dir(&config).with_context(|| format!("preparing {}", config.data_dir.display()))?;
+    let privsep = if config.privsep { Some(separate(&config)?) } else { None };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
-        let core = Supervised::start(core_spec(&config), secret.clone()).await?;
+        let core = Supervised::start(core_spec(&config, privsep.as_ref()), secret.clone()).await?;
         wait_for_port(config.core_addr, Duration::from_secs(30)).await;
-        let edge = Supervised::start(edge_spec(&config), secret).await?;
+        let edge = Supervised::start(edge_spec(&config, privsep.as_ref()), secret).await?;
         tracing::info!(url = %config.https_url(), data_dir = %config.data_dir.display(), "rampart is starting");
         serve::print_setup_banner(&config);
         Ok(supervisor::supervise(vec![core, edge]).await?)
     })
 }
 
-fn core_spec(config: &ServeConfig) -> ChildSpec {
+/// What privilege separation needs before anything starts: the users, the
+/// data directory handed to them, and the listeners bound while we are
+/// still root.
+struct Privsep {
+    users: Users,
+    listeners: Arc<Listeners>,
+}
+
+fn separate(config: &ServeConfig) -> anyhow::Result<Privsep> {
+    let users = privsep::ensure_users()?;
+    for program in ["rampart-core", "rampart-edge", "rampart-tunnel"] {
+        privsep::check_reachable(&config.bin_dir.join(program), privsep::CORE_USER)?;
+    }
+    privsep::assign_data_dir(&config.data_dir, &config.edge_state_dir(), &users)?;
+    let bind = |addr| std::net::TcpListener::bind(addr).with_context(|| format!("binding {addr}"));
+    let listeners = Arc::new(Listeners {
+        http: bind(config.http_addr)?,
+        https: bind(config.https_addr)?,
+    });
+    tracing::info!(
+        edge_uid = users.edge.uid,
+        core_uid = users.core.uid,
+        tunnel_uid = users.tunnel.uid,
+        http = %config.http_addr,
+        https = %config.https_addr,
+        "privileges separated: listeners bound as root, each process runs as its own user"
+    );
+    Ok(Privsep { users, listeners })
+}
+
+fn core_spec(config: &ServeConfig, privsep: Option<&Privsep>) -> ChildSpec {
+    let mut args = [
+        args(&[
+            ("--listen", config.core_addr.to_string().into()),
+            ("--data-dir", config.data_dir.clone().into()),
+        ]),
+        config.acme.core_args(),
+        danger(config),
+    ]
+    .concat();
+    let handoff = match privsep {
+        Some(p) => {
+            args.push("--tunnel-launcher".into());
+            Handoff::Launcher(Arc::new(TunnelLauncher {
+                program: config.bin_dir.join("rampart-tunnel"),
+                user: p.users.tunnel,
+                netns: config.tunnel_netns.clone(),
+                danger_no_sandbox: config.danger_no_sandbox,
+            }))
+        }
+        None => Handoff::None,
+    };
     ChildSpec {
         name: "core",
         program: config.bin_dir.join("rampart-core"),
-        args: [
-            args(&[
-                ("--listen", config.core_addr.to_string().into()),
-                ("--data-dir", config.data_dir.clone().into()),
-            ]),
-            config.acme.core_args(),
-            danger(config),
-        ]
-        .concat(),
+        args,
+        user: privsep.map(|p| p.users.core),
+        handoff,
     }
 }
 
-fn edge_spec(config: &ServeConfig) -> ChildSpec {
+fn edge_spec(config: &ServeConfig, privsep: Option<&Privsep>) -> ChildSpec {
+    let mut args = [
+        args(&[
+            ("--http-addr", config.http_addr.to_string().into()),
+            ("--https-addr", config.https_addr.to_string().into()),
+            ("--core-addr", config.core_addr.to_string().into()),
+            ("--state-dir", config.edge_state_dir().into()),
+        ]),
+        config.acme.edge_args(),
+        danger(config),
+    ]
+    .concat();
+    let handoff = match privsep {
+        Some(p) => {
+            args.push("--listeners-from-stdin".into());
+            Handoff::Listeners(Arc::clone(&p.listeners))
+        }
+        None => Handoff::None,
+    };
     ChildSpec {
         name: "edge",
         program: config.bin_dir.join("rampart-edge"),
-        args: [
-            args(&[
-                ("--http-addr", config.http_addr.to_string().into()),
-                ("--https-addr", config.https_addr.to_string().into()),
-                ("--core-addr", config.core_addr.to_string().into()),
-                ("--state-dir", config.edge_state_dir().into()),
-            ]),
-            config.acme.edge_args(),
-            danger(config),
-        ]
-        .concat(),
+        args,
+        user: privsep.map(|p| p.users.edge),
+        handoff,
     }
 }
 

@@ -46,6 +46,16 @@ pub struct ServeArgs {
     /// start when the kernel cannot enforce them). For debugging only.
     #[arg(long, env = "RAMPART_DANGER_NO_SANDBOX")]
     pub danger_no_sandbox: bool,
+
+    /// As root, keep edge, core and tunnels running as root instead of the
+    /// users rampart-edge, rampart-core and rampart-tunnel. For debugging
+    /// only.
+    #[arg(long, env = "RAMPART_NO_PRIVSEP")]
+    pub no_privsep: bool,
+
+    /// Run the tunnels in this network namespace (`/run/netns/NAME`).
+    #[arg(long, env = "RAMPART_TUNNEL_NETNS", value_name = "NAME")]
+    pub tunnel_netns: Option<String>,
 }
 
 /// `--acme-*` flags. Given names, contact, directory and challenge
@@ -155,6 +165,11 @@ pub struct ServeConfig {
     pub acme: AcmeArgs,
     /// Start edge and core without their sandboxes.
     pub danger_no_sandbox: bool,
+    /// Run edge, core and tunnels as their own unprivileged users (as
+    /// root, unless `--no-privsep`).
+    pub privsep: bool,
+    /// The tunnels' network namespace.
+    pub tunnel_netns: Option<String>,
 }
 
 /// A configuration `rampart serve` refuses. Exits with status 64.
@@ -226,6 +241,8 @@ impl ServeArgs {
             bin_dir,
             acme: self.acme,
             danger_no_sandbox: self.danger_no_sandbox,
+            privsep: is_root && !self.no_privsep,
+            tunnel_netns: self.tunnel_netns,
         })
     }
 }
@@ -332,6 +349,8 @@ mod tests {
             bin_dir: None,
             acme: AcmeArgs::default(),
             danger_no_sandbox: false,
+            no_privsep: false,
+            tunnel_netns: None,
         }
     }
 
@@ -351,7 +370,9 @@ mod tests {
         assert_eq!(user.https_addr.port(), 8443);
         assert_eq!(user.http_addr.port(), 8080);
         assert!(user.data_dir.ends_with("rampart-data"));
+        assert!(!user.privsep, "privileges are separated only by root");
         let root = args().resolve(true).unwrap();
+        assert!(root.privsep);
         assert_eq!(root.https_addr.port(), 443);
         assert_eq!(root.data_dir, PathBuf::from("/var/lib/rampart"));
     }

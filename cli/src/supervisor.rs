@@ -1,9 +1,12 @@
 //! Runs the core and the edge as two child processes.
 //!
-//! Each child gets the origin secret as the first line of a pipe on its
-//! standard input, and the supervisor keeps the pipe open: if the supervisor
-//! dies, however it dies, the children read end-of-file and stop, so no
-//! orphaned listener outlives it.
+//! Each child's standard input is a Unix stream socket to the supervisor.
+//! The first line on it is the origin secret; the supervisor keeps its end
+//! open: if the supervisor dies, however it dies, the children read
+//! end-of-file and stop, so no orphaned listener outlives it. With
+//! privilege separation the edge's listeners travel with that line, and
+//! the core's socket then carries its requests to start tunnels
+//! ([`crate::launcher`]).
 //!
 //! A child that exits is restarted after a delay that doubles with each
 //! quick failure (0.5 s up to 30 s) and resets once it has run for a minute.
@@ -11,14 +14,21 @@
 //! would not help, so everything stops with that status.
 
 use std::ffi::OsString;
+use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
-use tokio::process::{Child, ChildStdin, Command};
+use tokio::process::{Child, Command};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{error, info, warn};
+
+use crate::launcher::TunnelLauncher;
+use crate::privsep::Ids;
 
 /// Exit status of a child that refused its configuration.
 pub const EXIT_USAGE: i32 = 64;
@@ -37,6 +47,52 @@ pub struct ChildSpec {
     pub program: PathBuf,
     /// Its arguments.
     pub args: Vec<OsString>,
+    /// Run as this user (the supervisor runs as root), or as ourselves.
+    pub user: Option<Ids>,
+    /// What else goes over its standard input.
+    pub handoff: Handoff,
+}
+
+/// What a child gets over its standard input besides the secret.
+#[derive(Debug, Clone, Default)]
+pub enum Handoff {
+    /// Nothing.
+    #[default]
+    None,
+    /// Listeners bound here, sent with the secret's line (the edge).
+    Listeners(Arc<Listeners>),
+    /// Requests to start tunnels, served on the socket (the core).
+    Launcher(Arc<TunnelLauncher>),
+}
+
+/// The edge's listeners, bound by the supervisor before any privilege is
+/// dropped and kept across edge restarts.
+#[derive(Debug)]
+pub struct Listeners {
+    /// Plain HTTP.
+    pub http: std::net::TcpListener,
+    /// HTTPS.
+    pub https: std::net::TcpListener,
+}
+
+/// Our end of a child's standard input, kept open while it runs.
+#[derive(Debug)]
+enum Held {
+    /// Only kept open; nothing more is said on it.
+    Socket {
+        _open: UnixStream,
+    },
+    Launcher(JoinHandle<()>),
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Self::Launcher(task) = self {
+            // Dropping the task drops the socket: the child reads
+            // end-of-file.
+            task.abort();
+        }
+    }
 }
 
 /// Why supervision ended.
@@ -53,7 +109,7 @@ pub enum Ending {
 pub struct Supervised {
     spec: ChildSpec,
     secret: String,
-    running: Option<(Child, ChildStdin, Instant)>,
+    running: Option<(Child, Held, Instant)>,
     restart_at: Option<Instant>,
     quick_failures: u32,
 }
@@ -83,22 +139,41 @@ impl Supervised {
     }
 
     async fn spawn(&mut self) -> std::io::Result<()> {
-        let mut child = Command::new(&self.spec.program)
-            .args(&self.spec.args)
-            .stdin(Stdio::piped())
+        let (ours, theirs) = UnixStream::pair()?;
+        let mut cmd = Command::new(&self.spec.program);
+        cmd.args(&self.spec.args)
+            .stdin(Stdio::from(OwnedFd::from(theirs)))
             .stdout(Stdio::inherit())
             .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
+            .kill_on_drop(true);
+        if let Some(user) = self.spec.user {
+            // As root, std also clears the supplementary groups.
+            cmd.uid(user.uid).gid(user.gid);
+        }
+        let spawned = cmd.spawn();
+        // Our copy of the child's end must go: its closing is how each side
+        // learns the other is gone.
+        drop(cmd);
+        let child = spawned
             .map_err(|e| std::io::Error::new(e.kind(), format!("starting {}: {e}", self.spec.program.display())))?;
-        let mut stdin = child
-            .stdin
-            .take()
-            .ok_or_else(|| std::io::Error::other("child has no stdin"))?;
-        stdin.write_all(format!("{}\n", self.secret).as_bytes()).await?;
-        stdin.flush().await?;
-        info!(child = self.spec.name, pid = child.id(), "started");
-        self.running = Some((child, stdin, Instant::now()));
+        let line = format!("{}\n", self.secret);
+        let sent = match &self.spec.handoff {
+            Handoff::Listeners(l) => {
+                confine::handoff::send(&ours, line.as_bytes(), &[l.http.as_fd(), l.https.as_fd()])?
+            }
+            _ => 0,
+        };
+        (&ours).write_all(&line.as_bytes()[sent..])?;
+        let held = match &self.spec.handoff {
+            Handoff::Launcher(launcher) => {
+                ours.set_nonblocking(true)?;
+                let socket = tokio::net::UnixStream::from_std(ours)?;
+                Held::Launcher(tokio::spawn(Arc::clone(launcher).serve(socket)))
+            }
+            _ => Held::Socket { _open: ours },
+        };
+        info!(child = self.spec.name, pid = child.id(), user = ?self.spec.user.map(|u| u.uid), "started");
+        self.running = Some((child, held, Instant::now()));
         self.restart_at = None;
         Ok(())
     }

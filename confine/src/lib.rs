@@ -10,6 +10,7 @@
 //!
 //! [`probe`] holds the escape probes the tests run inside a sandboxed process.
 
+pub mod handoff;
 pub mod probe;
 
 use std::path::PathBuf;

@@ -73,6 +73,13 @@ pub struct Config {
     #[arg(long)]
     pub danger_tunnel_no_sandbox: bool,
 
+    /// Standard input is a socket to `rampart serve`, which starts the
+    /// tunnels for this core (it holds no capability to do so itself);
+    /// needs the origin secret on standard input. `rampart serve` passes it
+    /// when it runs as root.
+    #[arg(long)]
+    pub tunnel_launcher: bool,
+
     /// TCP ports the DNS hook may connect to: it runs inside the core's
     /// sandbox. Default with a hook: 443.
     #[arg(long, env = "RAMPART_HOOK_CONNECT_PORTS", value_delimiter = ',')]
@@ -96,6 +103,9 @@ pub enum ConfigError {
     /// The listen address is reachable from the network.
     #[error("--listen {0} is not a loopback address: the core must only listen on loopback (127.0.0.0/8 or ::1)")]
     NotLoopback(SocketAddr),
+    /// `--tunnel-launcher` without the secret on standard input.
+    #[error("--tunnel-launcher needs --origin-secret-file - (standard input is the supervisor's socket)")]
+    LauncherNeedsStdin,
     /// The origin secret could not be read or is malformed.
     #[error("origin secret from {from}")]
     Secret {
@@ -138,6 +148,7 @@ impl Config {
             program,
             netns: self.tunnel_netns.clone(),
             danger_no_sandbox: self.danger_tunnel_no_sandbox,
+            launcher: None,
         })
     }
 
@@ -145,6 +156,9 @@ impl Config {
     pub fn check(&self) -> Result<(), ConfigError> {
         if !self.listen.ip().is_loopback() {
             return Err(ConfigError::NotLoopback(self.listen));
+        }
+        if self.tunnel_launcher && !self.secret_from_stdin() {
+            return Err(ConfigError::LauncherNeedsStdin);
         }
         Ok(())
     }

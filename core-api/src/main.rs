@@ -1,6 +1,7 @@
 //! `rampart-core`: parse the configuration, refuse a bad one with status 64
 //! before anything is created or bound, then hand over to [`core_api::run`].
 
+use std::os::fd::AsFd;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -119,7 +120,37 @@ fn serve(config: &Config, secret: OriginSecret) -> anyhow::Result<()> {
                 .await
                 .context("failed to store the --acme-* settings")?;
         }
-        match config.tunnels() {
+        // With `--tunnel-launcher`, standard input is the supervisor's
+        // socket: the launcher owns it, and its end-of-file is what stops
+        // the core when the supervisor dies.
+        let mut supervisor_gone = None;
+        let launcher = if config.tunnel_launcher {
+            let socket = std::os::unix::net::UnixStream::from(
+                std::io::stdin()
+                    .as_fd()
+                    .try_clone_to_owned()
+                    .context("standard input is not the supervisor's socket")?,
+            );
+            let (launcher, gone) = core_api::tunnels::Launcher::new(socket)
+                .context("standard input is not the supervisor's socket")?;
+            supervisor_gone = Some(gone);
+            Some(launcher)
+        } else {
+            None
+        };
+        match config.tunnels().map(|t| core_api::tunnels::TunnelConfig {
+            launcher: launcher.clone(),
+            ..t
+        }) {
+            Some(tunnels) if tunnels.launcher.is_some() => {
+                tracing::info!("tunnels enabled; the supervisor starts them");
+                state.tunnels().enable(tunnels);
+                state
+                    .tunnels()
+                    .start_running()
+                    .await
+                    .context("failed to list the running servers")?;
+            }
             Some(tunnels) => {
                 tracing::info!(program = %tunnels.program.display(), netns = ?tunnels.netns, "tunnels enabled");
                 state.tunnels().enable(tunnels);
@@ -136,7 +167,12 @@ fn serve(config: &Config, secret: OriginSecret) -> anyhow::Result<()> {
             .with_context(|| format!("failed to listen on {}", config.listen))?;
         let watch_stdin = config.secret_from_stdin();
         let stop = async move {
-            if watch_stdin {
+            if let Some(gone) = supervisor_gone {
+                tokio::select! {
+                    () = shutdown::terminate_signal() => {}
+                    () = gone => tracing::info!("the supervisor is gone; shutting down"),
+                }
+            } else if watch_stdin {
                 tokio::select! {
                     () = shutdown::terminate_signal() => {}
                     () = shutdown::stdin_closed() => tracing::info!("standard input closed: the supervisor is gone; shutting down"),

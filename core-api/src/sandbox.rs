@@ -21,8 +21,15 @@ pub fn policy(config: &Config) -> std::io::Result<confine::Policy> {
         .mode(0o700)
         .create(&config.data_dir)?;
     let mut read_exec = confine::library_dirs();
-    // The tunnel the core will start (`--tunnel-bin`, or beside the core).
-    if let Some(tunnel) = config.tunnels().map(|t| t.program).filter(|p| p.exists()) {
+    // The tunnel the core will start (`--tunnel-bin`, or beside the core),
+    // unless `rampart serve` starts them.
+    let spawns_tunnels = !config.tunnel_launcher && config.tunnels().is_some();
+    if let Some(tunnel) = config
+        .tunnels()
+        .filter(|_| spawns_tunnels)
+        .map(|t| t.program)
+        .filter(|p| p.exists())
+    {
         read_exec.push(tunnel);
     }
     let mut read_only = Vec::new();
@@ -49,10 +56,18 @@ pub fn policy(config: &Config) -> std::io::Result<confine::Policy> {
         read_write: vec![config.data_dir.clone()],
         read_only,
         read_exec,
-        read_if_present: vec!["/etc/ld.so.cache".into(), "/run/netns".into()],
+        read_if_present: if spawns_tunnels {
+            vec!["/etc/ld.so.cache".into(), "/run/netns".into()]
+        } else {
+            vec!["/etc/ld.so.cache".into()]
+        },
         // Spawned processes get /dev/null for unused stdio; tunnels open
         // the TUN device before they drop to no filesystem at all.
-        read_write_if_present: vec!["/dev/null".into(), "/dev/net/tun".into()],
+        read_write_if_present: if spawns_tunnels {
+            vec!["/dev/null".into(), "/dev/net/tun".into()]
+        } else {
+            vec!["/dev/null".into()]
+        },
         bind_tcp: vec![config.listen.port()],
         connect_tcp,
     })

@@ -33,7 +33,10 @@ use crate::sealed::HostKey;
 use crate::store::{Store, Touched};
 
 mod control;
+mod launcher;
 mod supervise;
+
+pub use launcher::Launcher;
 
 /// How often a live tunnel is asked for its counters.
 pub const STATS_EVERY: Duration = Duration::from_secs(2);
@@ -51,6 +54,9 @@ pub struct TunnelConfig {
     pub netns: Option<String>,
     /// Start tunnels with `--danger-no-sandbox`.
     pub danger_no_sandbox: bool,
+    /// Ask `rampart serve` to start them (it decides program, user and
+    /// namespace; the fields above are then unused).
+    pub launcher: Option<Launcher>,
 }
 
 /// What a supervisor is asked to do.

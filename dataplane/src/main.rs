@@ -1,8 +1,10 @@
 //! `rampart-tunnel`: started by the core, one per VPN server. Its standard
 //! input is the control socket ([`schemas::tunnel`]); logs go to stderr.
 //!
-//! Order matters: enter the namespace, read the setup, create the interface
-//! and sockets, sandbox, and only then serve packets.
+//! Order matters: enter the namespace, read the setup, open the TUN device,
+//! drop to the tunnel's user if started as root (`--run-as`, keeping
+//! CAP_NET_ADMIN), create the interface and sockets, sandbox, and only then
+//! serve packets.
 #![forbid(unsafe_code)]
 
 use std::io::{self, Write};
@@ -28,6 +30,11 @@ struct Args {
     /// anything.
     #[arg(long, env = "RAMPART_TUNNEL_NETNS")]
     netns: Option<String>,
+    /// `UID:GID`: when started as root, become this user after entering the
+    /// namespace, keeping only CAP_NET_ADMIN and CAP_NET_BIND_SERVICE for
+    /// setup (`rampart serve` passes it; the sandbox drops those too).
+    #[arg(long, value_parser = parse_ids)]
+    run_as: Option<(u32, u32)>,
     /// Run without the sandbox (no capability drop, Landlock or seccomp).
     /// For debugging only.
     #[arg(long)]
@@ -79,7 +86,18 @@ fn run(args: &Args) -> anyhow::Result<()> {
         bail!("the first request was not setup");
     };
     let workers = setup::workers(config.workers);
-    let interface = match setup::create(&config, workers) {
+    // The TUN device may be root-only: open its handles before dropping to
+    // the tunnel's user (which keeps CAP_NET_ADMIN for the rest of setup).
+    let devices = sys::tun::open_devices(workers).context("open /dev/net/tun")?;
+    if let Some((uid, gid)) = args.run_as {
+        sandbox::become_user(uid, gid).with_context(|| format!("become uid {uid}, gid {gid}"))?;
+        tracing::info!(
+            uid,
+            gid,
+            "running as an unprivileged user with CAP_NET_ADMIN until setup is done"
+        );
+    }
+    let interface = match setup::create(&config, devices) {
         Ok(i) => i,
         Err(e) => {
             ctl.reply(&Reply::Error {
@@ -129,6 +147,16 @@ fn run(args: &Args) -> anyhow::Result<()> {
     // The workers block in poll; ending the process closes the TUN queues,
     // which removes the interface.
     std::process::exit(0)
+}
+
+fn parse_ids(text: &str) -> Result<(u32, u32), String> {
+    let (uid, gid) = text.split_once(':').ok_or("expected UID:GID")?;
+    let uid: u32 = uid.parse().map_err(|_| format!("not a uid: {uid}"))?;
+    let gid: u32 = gid.parse().map_err(|_| format!("not a gid: {gid}"))?;
+    if uid == 0 || gid == 0 {
+        return Err("--run-as must name an unprivileged user and group, not root".into());
+    }
+    Ok((uid, gid))
 }
 
 /// Tries what the sandbox must refuse; one JSON line per attempt.

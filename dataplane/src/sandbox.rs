@@ -80,7 +80,8 @@ fn drop_capabilities() -> Result<(), SandboxError> {
             if err.raw_os_error() == Some(libc::EINVAL) {
                 break;
             }
-            // EPERM: we never had CAP_SETPCAP (not root); nothing to drop.
+            // EPERM: no CAP_SETPCAP: not root, or `become_user` emptied
+            // the set already.
             if err.raw_os_error() == Some(libc::EPERM) {
                 break;
             }
@@ -89,15 +90,76 @@ fn drop_capabilities() -> Result<(), SandboxError> {
     }
     // SAFETY: prctl with integer arguments only.
     unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) };
+    set_caps(0)
+}
+
+/// The capabilities setup needs and keeps until [`apply`]: creating the
+/// interface and forcing socket buffer sizes (CAP_NET_ADMIN), and a port
+/// below 1024 if the server has one (CAP_NET_BIND_SERVICE).
+const SETUP_CAPS: u32 = (1 << CAP_NET_ADMIN) | (1 << CAP_NET_BIND_SERVICE);
+/// From linux/capability.h (libc does not carry them).
+const CAP_NET_BIND_SERVICE: u32 = 10;
+const CAP_NET_ADMIN: u32 = 12;
+
+/// Started as root by `rampart serve`: become `uid`/`gid` (no supplementary
+/// groups) holding only [`SETUP_CAPS`], with an empty bounding set, so that
+/// what runs setup is an unprivileged user with two capabilities and
+/// [`apply`] later drops those. Call on the main thread before any other
+/// thread exists, after entering the network namespace (which needs
+/// CAP_SYS_ADMIN).
+pub fn become_user(uid: u32, gid: u32) -> Result<(), SandboxError> {
+    // While still root: empty the bounding set (needs CAP_SETPCAP, which
+    // goes below). It limits what an exec could gain; the capabilities in
+    // hand are not affected.
+    for cap in 0..64 {
+        // SAFETY: prctl with integer arguments only.
+        if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) } != 0 {
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::EINVAL) {
+                break;
+            }
+            return Err(SandboxError::Sys("drop bounding set", err));
+        }
+    }
+    // Keep the permitted set across the change of user; the capset below
+    // trims it to SETUP_CAPS.
+    // SAFETY: prctl with integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) } != 0 {
+        return Err(SandboxError::Sys("keepcaps", std::io::Error::last_os_error()));
+    }
+    // SAFETY: an empty list: size 0 and a null pointer, which setgroups
+    // accepts.
+    if unsafe { libc::setgroups(0, std::ptr::null()) } != 0 {
+        return Err(SandboxError::Sys("setgroups", std::io::Error::last_os_error()));
+    }
+    // SAFETY: integer arguments only.
+    if unsafe { libc::setresgid(gid, gid, gid) } != 0 {
+        return Err(SandboxError::Sys("setresgid", std::io::Error::last_os_error()));
+    }
+    // SAFETY: integer arguments only.
+    if unsafe { libc::setresuid(uid, uid, uid) } != 0 {
+        return Err(SandboxError::Sys("setresuid", std::io::Error::last_os_error()));
+    }
+    set_caps(SETUP_CAPS)?;
+    // SAFETY: prctl with integer arguments only.
+    unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) };
+    Ok(())
+}
+
+/// Sets effective and permitted to `caps` (capabilities 0..32), inheritable
+/// to nothing.
+fn set_caps(caps: u32) -> Result<(), SandboxError> {
     let header = CapHeader {
         version: LINUX_CAPABILITY_VERSION_3,
         pid: 0,
     };
-    let data = [CapData {
+    let mut data = [CapData {
         effective: 0,
         permitted: 0,
         inheritable: 0,
     }; 2];
+    data[0].effective = caps;
+    data[0].permitted = caps;
     // SAFETY: capset reads a v3 header and two data structs, which is what
     // we pass; both live across the call.
     let ret = unsafe { libc::syscall(libc::SYS_capset, &header as *const CapHeader, data.as_ptr()) };

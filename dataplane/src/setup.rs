@@ -79,11 +79,13 @@ pub fn workers(asked: u16) -> usize {
     n.clamp(1, MAX_WORKERS)
 }
 
-/// Creates the TUN interface with `workers` queues, configures it over
-/// netlink and binds one UDP socket per worker.
-pub fn create(setup: &Setup, workers: usize) -> Result<Interface, SetupError> {
+/// Creates the TUN interface with one queue per handle in `devices` (from
+/// [`tun::open_devices`]; one worker each), configures it over netlink and
+/// binds one UDP socket per worker.
+pub fn create(setup: &Setup, devices: Vec<std::fs::File>) -> Result<Interface, SetupError> {
     validate(setup)?;
-    let queues = tun::open(&setup.interface, workers).map_err(sys(format!("create TUN {}", setup.interface)))?;
+    let workers = devices.len();
+    let queues = tun::open(&setup.interface, devices).map_err(sys(format!("create TUN {}", setup.interface)))?;
     let ifindex = netlink::ifindex(&setup.interface).map_err(sys("look up the interface"))?;
     let mut nl = netlink::Netlink::open().map_err(sys("open netlink"))?;
     for addr in &setup.addresses {

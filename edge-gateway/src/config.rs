@@ -34,6 +34,13 @@ pub struct EdgeConfig {
     #[arg(long, env = "RAMPART_ORIGIN_SECRET_FILE", default_value = "-")]
     pub origin_secret_file: String,
 
+    /// The HTTP and HTTPS listeners come already bound, as two descriptors
+    /// sent with the secret's line on standard input (`rampart serve` binds
+    /// :80 and :443 as root, so the edge needs no capability);
+    /// `--http-addr`/`--https-addr` then only name them in logs.
+    #[arg(long)]
+    pub listeners_from_stdin: bool,
+
     /// The port in redirects to HTTPS, when the public port differs from the
     /// listener's (e.g. behind port forwarding). Defaults to the listener's.
     #[arg(long, env = "RAMPART_PUBLIC_HTTPS_PORT")]

@@ -63,7 +63,12 @@ pub struct BoundEdge {
 
 impl BoundEdge {
     /// Loads or creates the certificate and binds both listeners.
-    pub async fn bind(config: &EdgeConfig, secret: &OriginSecret) -> anyhow::Result<Self> {
+    /// Binds the listeners unless `inherited` brings them already bound.
+    pub async fn bind(
+        config: &EdgeConfig,
+        secret: &OriginSecret,
+        inherited: Option<secret::Inherited>,
+    ) -> anyhow::Result<Self> {
         let files = CertFiles::in_state_dir(&config.state_dir);
         let (key, origin) =
             tls::load_or_create(&files, &tls::self_signed_names()).context("setting up the TLS certificate")?;
@@ -94,12 +99,20 @@ impl BoundEdge {
         // one serves until the ACME task installs one.
         acme.load_at_start().await;
 
-        let http = TcpListener::bind(config.http_addr)
-            .await
-            .with_context(|| format!("binding HTTP on {}", config.http_addr))?;
-        let https = TcpListener::bind(config.https_addr)
-            .await
-            .with_context(|| format!("binding HTTPS on {}", config.https_addr))?;
+        let (http, https) = match inherited {
+            Some(listeners) => (
+                TcpListener::from_std(listeners.http).context("the inherited HTTP listener")?,
+                TcpListener::from_std(listeners.https).context("the inherited HTTPS listener")?,
+            ),
+            None => (
+                TcpListener::bind(config.http_addr)
+                    .await
+                    .with_context(|| format!("binding HTTP on {}", config.http_addr))?,
+                TcpListener::bind(config.https_addr)
+                    .await
+                    .with_context(|| format!("binding HTTPS on {}", config.https_addr))?,
+            ),
+        };
         let https_port = https.local_addr()?.port();
 
         let gateway = Arc::new(Gateway::new(

@@ -42,7 +42,17 @@ fn main() -> ExitCode {
 }
 
 fn run(config: EdgeConfig) -> anyhow::Result<()> {
-    let (secret, from_stdin) = edge_gateway::secret::read(&config.origin_secret_file)?;
+    let (secret, from_stdin, inherited) = if config.listeners_from_stdin {
+        anyhow::ensure!(
+            config.origin_secret_file == "-",
+            "--listeners-from-stdin needs the secret on standard input"
+        );
+        let (secret, listeners) = edge_gateway::secret::read_with_listeners()?;
+        (secret, true, Some(listeners))
+    } else {
+        let (secret, from_stdin) = edge_gateway::secret::read(&config.origin_secret_file)?;
+        (secret, from_stdin, None)
+    };
     // Before any thread exists: Landlock below ABI 8 restricts only the
     // calling thread and those it starts afterwards.
     sandbox(&config)?;
@@ -69,7 +79,7 @@ fn run(config: EdgeConfig) -> anyhow::Result<()> {
         .build()
         .context("building the runtime")?;
     runtime.block_on(async move {
-        let edge = edge_gateway::BoundEdge::bind(&config, &secret).await?;
+        let edge = edge_gateway::BoundEdge::bind(&config, &secret, inherited).await?;
         let signals = shutdown.clone();
         tokio::spawn(async move {
             wait_for_signal().await;

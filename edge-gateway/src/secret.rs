@@ -73,6 +73,49 @@ pub fn read(spec: &str) -> Result<(OriginSecret, bool), SecretError> {
     Ok((OriginSecret::parse(&text, spec)?, false))
 }
 
+/// Listeners bound by the supervisor and handed over with the secret.
+#[derive(Debug)]
+pub struct Inherited {
+    /// The plain-HTTP listener.
+    pub http: std::net::TcpListener,
+    /// The HTTPS listener.
+    pub https: std::net::TcpListener,
+}
+
+/// Reads the secret's line from standard input together with the two
+/// listeners sent with it (HTTP first). Nothing after the line is read, so
+/// [`watch_stdin`] still sees the supervisor go.
+pub fn read_with_listeners() -> Result<(OriginSecret, Inherited), SecretError> {
+    use std::os::fd::AsFd;
+    let io_error = |source| SecretError::Io {
+        from: "stdin".into(),
+        source,
+    };
+    let stdin = std::io::stdin();
+    let (line, fds) = confine::handoff::recv_line(stdin.as_fd(), 256).map_err(io_error)?;
+    let secret = OriginSecret::parse(&String::from_utf8_lossy(&line), "stdin")?;
+    let [http, https]: [std::os::fd::OwnedFd; 2] = fds.try_into().map_err(|fds: Vec<_>| {
+        io_error(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("expected 2 listeners with the secret, got {}", fds.len()),
+        ))
+    })?;
+    let listener = |fd: std::os::fd::OwnedFd| -> Result<std::net::TcpListener, SecretError> {
+        let listener = std::net::TcpListener::from(fd);
+        // A descriptor that is not a listening TCP socket fails here.
+        listener.local_addr().map_err(io_error)?;
+        listener.set_nonblocking(true).map_err(io_error)?;
+        Ok(listener)
+    };
+    Ok((
+        secret,
+        Inherited {
+            http: listener(http)?,
+            https: listener(https)?,
+        },
+    ))
+}
+
 /// Blocks until standard input ends, then calls `on_eof`. Run on its own
 /// thread: the supervisor holds the other end of the pipe, so end of input
 /// means it is gone and this process should stop too.

@@ -24,6 +24,7 @@
 pub mod acme;
 pub mod api;
 pub mod codec;
+pub mod launcher;
 pub mod openapi;
 pub mod problem;
 pub mod query;

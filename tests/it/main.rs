@@ -11,6 +11,7 @@ mod confinement;
 mod console;
 mod edge;
 mod flow;
+mod privsep;
 mod processes;
 mod resource_input;
 mod resources;

@@ -78,13 +78,16 @@ fn parse_profile(text: &str) -> Profile {
     p
 }
 
-/// The pid of the core's `rampart-tunnel` child, waiting up to 10 s.
-fn tunnel_pid(rampart: &Rampart) -> u32 {
+/// The pid of the `rampart-tunnel` process, waiting up to 10 s: a child of
+/// `rampart serve` (which starts tunnels for the unprivileged core), or of
+/// the core with `--no-privsep`.
+pub(crate) fn tunnel_pid(rampart: &Rampart) -> u32 {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let core = rampart.child_pid("rampart-core").expect("the core runs");
-        if let Some((pid, _)) = harness::children_of(core)
+        if let Some((pid, _)) = harness::children_of(rampart.pid())
             .into_iter()
+            .chain(harness::children_of(core))
             .find(|(_, comm)| comm == "rampart-tunnel")
         {
             return pid;

@@ -64,6 +64,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Control<S> {
         Self { stream, next_id: 1 }
     }
 
+    /// The socket, to watch it for end-of-file between requests.
+    pub(crate) fn stream(&self) -> &S {
+        &self.stream
+    }
+
     /// Sends `command` and waits at most `timeout` for its reply. An
     /// [`Reply::Error`] becomes [`ControlError::Refused`].
     pub(crate) async fn call(&mut self, command: Command, timeout: Duration) -> Result<Reply, ControlError> {

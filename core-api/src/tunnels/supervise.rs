@@ -18,6 +18,7 @@ use tokio::process::Child;
 use tokio::sync::{mpsc, oneshot};
 
 use super::control::{Control, ControlError};
+use super::launcher::{self, Launcher};
 use super::{Msg, STATS_EVERY, TunnelConfig};
 use crate::clock::Clock;
 use crate::sealed::HostKey;
@@ -62,6 +63,8 @@ enum Failure {
         #[source]
         source: std::io::Error,
     },
+    #[error("the supervisor could not start the tunnel: {0}")]
+    Launch(String),
     #[error("database")]
     Store(#[from] StoreError),
     #[error("control")]
@@ -70,6 +73,41 @@ enum Failure {
     NotReady(String),
     #[error("the tunnel exited ({0})")]
     Exited(String),
+}
+
+/// A running tunnel process: our child, or one `rampart serve` started for
+/// us (then only its control socket tells us it is gone).
+enum Process {
+    Child(Child),
+    Launched { pid: u32, launcher: Launcher },
+}
+
+impl Process {
+    /// Completes when the process has exited; how, as far as we know.
+    async fn exited(&mut self, control: &Control<UnixStream>) -> String {
+        match self {
+            Self::Child(child) => child.wait().await.map_or_else(|e| e.to_string(), |s| s.to_string()),
+            Self::Launched { pid, .. } => {
+                launcher::closed(control.stream()).await;
+                format!("process {pid} closed its control socket")
+            }
+        }
+    }
+
+    /// Ends it, whatever state it is in.
+    async fn kill(&mut self) {
+        match self {
+            Self::Child(child) => {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+            }
+            Self::Launched { pid, launcher } => {
+                if let Err(e) = launcher.kill(*pid).await {
+                    tracing::warn!(pid, error = %e, "could not have the tunnel killed");
+                }
+            }
+        }
+    }
 }
 
 /// The state of one server's supervision.
@@ -240,29 +278,37 @@ impl Supervisor {
             Err(StoreError::NotFound) => return Ended::Stopped(None),
             Err(e) => return Ended::Failed(e.into()),
         };
-        let (mut child, stream) = match self.spawn() {
+        let (mut process, stream) = match self.spawn().await {
             Ok(spawned) => spawned,
             Err(e) => return Ended::Failed(e),
         };
         let mut control = Control::new(stream);
-        let result = self.serve(&server, &mut child, &mut control, rx, first).await;
+        let result = self.serve(&server, &mut process, &mut control, rx, first).await;
         match result {
             Ok(ended) => ended,
             Err(failure) => {
                 // Whatever state it is in, this process is done.
-                let _ = child.start_kill();
-                let _ = child.wait().await;
+                process.kill().await;
                 Ended::Failed(failure)
             }
         }
     }
 
-    fn spawn(&self) -> Result<(Child, UnixStream), Failure> {
+    async fn spawn(&self) -> Result<(Process, UnixStream), Failure> {
         let spawn_error = |source| Failure::Spawn {
             program: self.config.program.display().to_string(),
             source,
         };
         let (ours, theirs) = std::os::unix::net::UnixStream::pair().map_err(spawn_error)?;
+        if let Some(launcher) = &self.config.launcher {
+            // Our copy of the tunnel's end goes with the request.
+            let pid = launcher.start(OwnedFd::from(theirs)).await.map_err(Failure::Launch)?;
+            tracing::info!(server = %self.id, pid, "the supervisor started the tunnel");
+            ours.set_nonblocking(true).map_err(spawn_error)?;
+            let ours = UnixStream::from_std(ours).map_err(spawn_error)?;
+            let launcher = launcher.clone();
+            return Ok((Process::Launched { pid, launcher }, ours));
+        }
         let mut cmd = tokio::process::Command::new(&self.config.program);
         if let Some(ns) = &self.config.netns {
             cmd.arg("--netns").arg(ns);
@@ -286,13 +332,13 @@ impl Supervisor {
         }
         ours.set_nonblocking(true).map_err(spawn_error)?;
         let ours = UnixStream::from_std(ours).map_err(spawn_error)?;
-        Ok((child, ours))
+        Ok((Process::Child(child), ours))
     }
 
     async fn serve(
         &mut self,
         server: &TunnelServer,
-        child: &mut Child,
+        process: &mut Process,
         control: &mut Control<UnixStream>,
         rx: &mut mpsc::UnboundedReceiver<Msg>,
         first: &mut Option<oneshot::Sender<Result<(), String>>>,
@@ -339,10 +385,7 @@ impl Supervisor {
         stats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                status = child.wait() => {
-                    let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
-                    return Err(Failure::Exited(status));
-                }
+                status = process.exited(control) => return Err(Failure::Exited(status)),
                 msg = rx.recv() => match msg {
                     Some(Msg::Reconcile { keys, queued }) => match self.reconcile(control, keys, queued).await {
                         // The tunnel refused and kept its state: a restart
@@ -353,15 +396,15 @@ impl Supervisor {
                         other => other?,
                     },
                     Some(Msg::Restart) => {
-                        shutdown(self.id, control, child).await;
+                        shutdown(self.id, control, process).await;
                         return Ok(Ended::Restart);
                     }
                     Some(Msg::Stop(ack)) => {
-                        shutdown(self.id, control, child).await;
+                        shutdown(self.id, control, process).await;
                         return Ok(Ended::Stopped(Some(ack)));
                     }
                     None => {
-                        shutdown(self.id, control, child).await;
+                        shutdown(self.id, control, process).await;
                         return Ok(Ended::Stopped(None));
                     }
                 },
@@ -463,13 +506,12 @@ impl Supervisor {
 }
 
 /// Asks the tunnel to exit, and kills it if it does not in time.
-async fn shutdown(id: ServerId, control: &mut Control<UnixStream>, child: &mut Child) {
+async fn shutdown(id: ServerId, control: &mut Control<UnixStream>, process: &mut Process) {
     // It may exit before answering; either way, wait for the process.
     let _ = control.call(Command::Shutdown, EXIT_WAIT).await;
-    if tokio::time::timeout(EXIT_WAIT, child.wait()).await.is_err() {
+    if tokio::time::timeout(EXIT_WAIT, process.exited(control)).await.is_err() {
         tracing::warn!(server = %id, "tunnel did not exit after shutdown; killing it");
-        let _ = child.start_kill();
-        let _ = child.wait().await;
+        process.kill().await;
     }
 }
 

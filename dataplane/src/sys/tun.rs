@@ -32,10 +32,25 @@ pub fn valid_name(name: &str) -> bool {
         && name.bytes().all(|b| b.is_ascii_graphic() && b != b'/' && b != b':')
 }
 
-/// Opens `queues` queues of the TUN interface `name`, creating it. The
-/// interface lives as long as one queue is open: when the process ends, it
-/// is gone.
-pub fn open(name: &str, queues: usize) -> io::Result<Vec<File>> {
+/// Opens `n` handles on the TUN device, to become queues in [`open`]. A
+/// separate step because /dev/net/tun is root-only on some systems: the
+/// tunnel opens these while still root, then drops to its user.
+pub fn open_devices(n: usize) -> io::Result<Vec<File>> {
+    (0..n.max(1))
+        .map(|_| {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+                .open("/dev/net/tun")
+        })
+        .collect()
+}
+
+/// Makes each of `devices` (from [`open_devices`]) a queue of the TUN
+/// interface `name`, creating it. The interface lives as long as one queue
+/// is open: when the process ends, it is gone.
+pub fn open(name: &str, devices: Vec<File>) -> io::Result<Vec<File>> {
     if !valid_name(name) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -50,19 +65,12 @@ pub fn open(name: &str, queues: usize) -> io::Result<Vec<File>> {
     req.name[..name.len()].copy_from_slice(name.as_bytes());
     // The flag constants are c_int in libc but the field is a short; all fit.
     req.flags = (libc::IFF_TUN | libc::IFF_NO_PI | libc::IFF_MULTI_QUEUE) as libc::c_short;
-    let mut out = Vec::with_capacity(queues);
-    for _ in 0..queues.max(1) {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open("/dev/net/tun")?;
+    for file in &devices {
         // SAFETY: TUNSETIFF reads (and may write back the name into) a
         // 40-byte ifreq; `req` is exactly that layout and lives across the call.
         check(unsafe { libc::ioctl(file.as_raw_fd(), libc::TUNSETIFF, &mut req as *mut IfReqFlags) })?;
-        out.push(file);
     }
-    Ok(out)
+    Ok(devices)
 }
 
 #[cfg(test)]
