@@ -235,3 +235,55 @@ async fn the_core_can_only_ask_for_a_tunnel_and_killing_it_restarts_the_tunnel()
     let third = serving_tunnel(&rampart, second);
     assert_runs_as(third, "rampart-tunnel");
 }
+
+/// Defence in depth: with its Landlock sandbox switched off, the edge's
+/// user alone still cannot read the core's files or the origin secret's
+/// file, nor signal the core. (Run as `rampart-edge`, the way the
+/// supervisor runs it, with `--danger-no-sandbox`.)
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs root (runs the edge as its user); .ci/run runs it"]
+async fn the_edge_user_alone_keeps_the_edge_out_of_the_cores_files() {
+    use std::os::unix::process::CommandExt;
+    netns::require(&["getent"]);
+    let rampart = Rampart::start_with(|cmd| {
+        cmd.env_remove("RAMPART_NO_PRIVSEP");
+    })
+    .await;
+    let data = rampart.data_dir.clone();
+    let core = rampart.child_pid("rampart-core").expect("core runs");
+    let (uid, gid) = user("rampart-edge");
+    // The edge needs a secret to start; give it a copy it may read.
+    let tmp = harness::TempDir::new("rampart-edge-user");
+    let secret = tmp.path().join("secret");
+    std::fs::copy(data.join("origin-secret"), &secret).unwrap();
+    std::os::unix::fs::chown(&secret, Some(uid), Some(gid)).unwrap();
+    let targets = [
+        data.join("core/rampart.db"),
+        data.join("host-key"),
+        data.join("origin-secret"),
+        data.join("setup-token"),
+    ];
+    let mut spec: Vec<String> = targets.iter().map(|p| format!("read={}", p.display())).collect();
+    spec.push(format!("signal={core}"));
+    let out = Command::new(harness::bin("rampart-edge"))
+        .args(["--http-addr", &format!("127.0.0.1:{}", harness::free_port())])
+        .args(["--https-addr", &format!("127.0.0.1:{}", harness::free_port())])
+        .args(["--core-addr", &rampart.ports.core.to_string()])
+        .args(["--state-dir", tmp.path().join("state").to_str().unwrap()])
+        .args(["--origin-secret-file", secret.to_str().unwrap()])
+        .arg("--danger-no-sandbox")
+        .args(["--probe-sandbox", &spec.join(",")])
+        .uid(uid)
+        .gid(gid)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let results: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(results.len(), targets.len() + 1, "{results:?}");
+    for r in &results {
+        assert_eq!(r["denied"], true, "file modes and uids deny this: {r}");
+    }
+}
