@@ -24,6 +24,8 @@ pub struct Interface {
     pub queues: Vec<File>,
     /// One UDP socket per worker, all on the same port.
     pub sockets: Vec<UdpSocket>,
+    /// What the TUN device offloads to us.
+    pub offloads: tun::Offloads,
 }
 
 /// Why setup failed.
@@ -84,6 +86,7 @@ pub fn workers(asked: u16) -> usize {
 pub fn create(setup: &Setup, workers: usize) -> Result<Interface, SetupError> {
     validate(setup)?;
     let queues = tun::open(&setup.interface, workers).map_err(sys(format!("create TUN {}", setup.interface)))?;
+    let offloads = queues.first().map_or(tun::Offloads::Plain, tun::enable_offloads);
     let ifindex = netlink::ifindex(&setup.interface).map_err(sys("look up the interface"))?;
     let mut nl = netlink::Netlink::open().map_err(sys("open netlink"))?;
     for addr in &setup.addresses {
@@ -106,6 +109,7 @@ pub fn create(setup: &Setup, workers: usize) -> Result<Interface, SetupError> {
         ifindex,
         queues,
         sockets,
+        offloads,
     })
 }
 
