@@ -19,6 +19,9 @@ pub mod coalesce;
 pub mod segment;
 pub mod vnet;
 
+#[cfg(test)]
+mod tests;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use coalesce::Coalescer;

@@ -72,13 +72,28 @@ fn wireguard_go_carries_ping_and_iperf_both_ways() {
     assert!(lab.server.ping(CLIENT_TUN, 2), "ping from the server side");
 
     let up = iperf(&lab, false);
+    let after_up = tunnel.offload_counters();
     let down = iperf(&lab, true);
+    let after_down = tunnel.offload_counters();
     eprintln!(
         "iperf3 through rampart-tunnel <-> wireguard-go: up {:.0} Mbit/s, down {:.0} Mbit/s",
         up / 1e6,
         down / 1e6
     );
+    // iperf3 counts the bytes that arrived: TCP delivered them intact and in
+    // order, through our coalescing (up) and segmentation (down).
     assert!(up > 1e6 && down > 1e6, "traffic both ways: {up} / {down}");
+    let [_, _, coalesced, segments_in, malformed] = after_up;
+    assert!(
+        coalesced > 0 && segments_in > 2 * coalesced,
+        "upload coalesced into GSO writes: {after_up:?}"
+    );
+    let [segmented, segments_out, ..] = after_down;
+    assert!(
+        segmented > 0 && segments_out > 2 * segmented,
+        "download TSO super-packets segmented: {after_down:?}"
+    );
+    assert_eq!(malformed, 0);
 
     let (peers, totals) = tunnel.stats();
     assert_eq!(peers.len(), 1);
