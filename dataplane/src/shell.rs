@@ -161,7 +161,10 @@ impl Worker {
                 coalescer: &mut self.coalescer,
             };
             for i in 0..n {
-                if let Some((from, datagram)) = self.recv.get(i) {
+                let Some((from, datagrams)) = self.recv.get(i) else {
+                    continue;
+                };
+                for datagram in datagrams {
                     view.from_network(from, datagram, &mut self.scratch, &mut sink);
                 }
             }
@@ -240,7 +243,8 @@ impl Worker {
 
 /// Encrypts one packet into the batch's next slot and queues it.
 fn encrypt_into(view: &View<'_>, packet: &[u8], send: &mut SendBatch) {
-    let slot = send.slot();
+    // WireGuard adds 32 bytes; a handshake initiation sent instead is 148.
+    let slot = send.slot((packet.len() + 32).max(148));
     let start = slot.as_ptr();
     let Some((to, datagram)) = view.from_tun(packet, slot) else {
         return;
@@ -250,7 +254,7 @@ fn encrypt_into(view: &View<'_>, packet: &[u8], send: &mut SendBatch) {
     // only if that ever changes.
     if datagram.as_ptr() != start {
         let owned = datagram.to_vec();
-        send.slot()[..len].copy_from_slice(&owned);
+        send.slot(len)[..len].copy_from_slice(&owned);
     }
     send.commit(to, len);
 }

@@ -217,6 +217,8 @@ impl Tunnel {
     /// The offload counters from the log line each `stats` request writes:
     /// (segmented, segments out, coalesced, segments in, malformed).
     pub fn offload_counters(&mut self) -> [u64; 5] {
+        const MARK: &str = "offload counters";
+        let before = self.log().matches(MARK).count();
         let _ = self.stats();
         let names = [
             "segmented=",
@@ -228,7 +230,11 @@ impl Tunnel {
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(5) {
             let log = self.log();
-            if let Some(line) = log.lines().rev().find(|l| l.contains("offload counters")) {
+            // The line this request wrote, not an earlier one still in the
+            // log while the reader thread catches up.
+            if log.matches(MARK).count() > before
+                && let Some(line) = log.lines().rev().find(|l| l.contains(MARK))
+            {
                 return names.map(|name| {
                     let at = line.find(name).expect(name) + name.len();
                     line[at..].split_whitespace().next().unwrap().parse().unwrap()
