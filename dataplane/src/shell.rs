@@ -30,6 +30,10 @@ const TICK: Duration = Duration::from_millis(250);
 /// Batches per side before a worker looks at the other side again, so a
 /// flood in one direction cannot starve the other.
 const ROUNDS: usize = 4;
+/// Datagrams encrypted before the batch is sent even if more are waiting:
+/// with GSO, 64 messages could hold thousands, a burst that would overrun
+/// socket buffers and hold the first datagrams back for too long.
+const FLUSH_AFTER: usize = 256;
 
 /// Starts the workers and the timer; they run until the process exits.
 pub fn spawn(engine: Arc<Engine>, interface: Interface) -> io::Result<Vec<JoinHandle<()>>> {
@@ -183,7 +187,7 @@ impl Worker {
         for _ in 0..ROUNDS {
             let view = engine.view();
             let mut read_all = false;
-            while !self.send.is_full() {
+            while !self.send.is_full() && self.send.datagrams() < FLUSH_AFTER {
                 let len = match (&self.tun).read(&mut self.packet) {
                     Ok(len) => len,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {

@@ -71,6 +71,11 @@ impl SendBatch {
         self.count
     }
 
+    /// Datagrams queued.
+    pub fn datagrams(&self) -> usize {
+        self.msgs[..self.count].iter().map(|m| m.segs).sum()
+    }
+
     /// Whether every slot is taken: flush before the next datagram.
     pub fn is_full(&self) -> bool {
         self.count == BATCH
