@@ -367,8 +367,24 @@ fn only_legal_neighbours_coalesce() {
     let out = coalesce(&[seg(0, ACK), other_flow, seg(1000, ACK)]);
     assert_eq!(out.len(), 2);
     assert_eq!(tcp_payload(&out[0].1).len(), 2000);
+    // Another source address (what a spoofed segment would have) never
+    // joins: every segment of a super-packet has the source that the
+    // engine's allowed-source check passed.
+    let mut spoofed = seg(1000, ACK);
+    spoofed[15] ^= 7;
+    let spoofed = ip_fix(tcp_fix(spoofed));
+    assert_valid(&spoofed);
+    assert_eq!(count(&[seg(0, ACK), spoofed, seg(1000, ACK)]), [2, 1]);
     // IPv4 and IPv6 never mix.
     assert_eq!(count(&[seg(0, ACK), tcp(true, 1000, ACK, &[5; 1000])]), [1, 1]);
+}
+
+/// Recomputes the header checksum of an edited IPv4 packet.
+fn ip_fix(mut p: Vec<u8>) -> Vec<u8> {
+    p[10..12].copy_from_slice(&[0, 0]);
+    let c = !fold(sum(&p[..20], 0));
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    p
 }
 
 /// Recomputes the TCP checksum of an edited IPv4 packet.
