@@ -6,6 +6,11 @@ TCP with 1 and 4 streams and a 64-byte UDP packet rate, with the CPU the
 tunnel processes used. Addresses: 198.18.2.0/30 (veth), 198.18.200.0/24
 (inside the tunnel).
 
+Environment: BENCH_TUNNELS=veth,rampart,... measures only those;
+BENCH_RAMPART_VARIANTS=label=/path/to/rampart-tunnel,... adds other builds of
+rampart-tunnel as contenders of the same run (to compare one change against
+the one before it under the same load).
+
 scale: one rampart-tunnel loads 100k peers over its control socket; memory
 per peer (RSS delta) and load time, then the round trip of single-peer
 changes (what the core waits for before a change is live).
@@ -56,9 +61,9 @@ def rss_kib(pid):
 class Control:
     """The core's side of rampart-tunnel's control socket (schemas::tunnel)."""
 
-    def __init__(self, netns, extra=()):
+    def __init__(self, netns, extra=(), binary=TUNNEL_BIN):
         ours, theirs = socket.socketpair()
-        args = [str(TUNNEL_BIN), "--netns", netns, *extra]
+        args = [str(binary), "--netns", netns, *extra]
         self.proc = subprocess.Popen(args, stdin=theirs.fileno(), stderr=subprocess.DEVNULL)
         theirs.close()
         ours.settimeout(60)
@@ -120,9 +125,9 @@ class Lab:
         return sh("ip", "netns", "exec", ns, *args, **kw)
 
 
-def start_rampart(lab):
+def start_rampart(lab, binary=TUNNEL_BIN):
     (pa, ka), (pb, kb) = wg_keypair(), wg_keypair()
-    a, b = Control(lab.a), Control(lab.b)
+    a, b = Control(lab.a, binary=binary), Control(lab.b, binary=binary)
     a.setup(pa, A_TUN, port=PORT + 1)
     b.setup(pb, B_TUN)
     a.request({"op": "upsert_peers", "peers": [{"public_key": kb, "allowed_ips": ["198.18.200.0/24"],
@@ -206,6 +211,12 @@ def bench_tunnel(runs, seconds):
             lab, boringtun, ["-f", "--disable-drop-privileges", "--threads", str(os.cpu_count() or 2)])
     else:
         print("  boringtun-cli not found (cargo install boringtun-cli); its column stays empty")
+    for variant in filter(None, os.environ.get("BENCH_RAMPART_VARIANTS", "").split(",")):
+        label, path = variant.split("=", 1)
+        contenders[label] = lambda lab, path=path: start_rampart(lab, binary=path)
+    only = os.environ.get("BENCH_TUNNELS")
+    if only:
+        contenders = {k: v for k, v in contenders.items() if k in only.split(",") or k.startswith("rampart")}
     results = {}
     for name, start in contenders.items():
         samples = []

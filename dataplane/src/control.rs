@@ -108,6 +108,17 @@ pub fn serve(engine: &Engine, control: &mut Control) -> io::Result<()> {
             }
             Command::Stats => {
                 let (peers, totals) = engine.stats(SystemTime::now());
+                // The control protocol has no field for these; the log
+                // line is where tests and operators see offloads at work.
+                let [segmented, segments_out, coalesced, segments_in, malformed] = crate::offload::COUNTERS.snapshot();
+                tracing::info!(
+                    segmented,
+                    segments_out,
+                    coalesced,
+                    segments_in,
+                    malformed,
+                    "offload counters"
+                );
                 Reply::Stats { id, peers, totals }
             }
             Command::Shutdown => {

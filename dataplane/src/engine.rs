@@ -15,6 +15,7 @@
 //! since the last handshake" into a timestamp.
 #![forbid(unsafe_code)]
 
+use std::cell::Cell;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
@@ -117,6 +118,7 @@ impl Engine {
         View {
             engine: self,
             table: self.table.read().unwrap_or_else(|e| e.into_inner()),
+            last_route: Cell::new(None),
         }
     }
 
@@ -170,9 +172,25 @@ impl Engine {
 pub struct View<'e> {
     engine: &'e Engine,
     table: RwLockReadGuard<'e, PeerTable>,
+    /// The last address routed and the slot it routed to: the segments of
+    /// one super-packet share their addresses, so most lookups repeat. Valid
+    /// as long as the view, which holds the table still.
+    last_route: Cell<Option<(IpAddr, Option<u32>)>>,
 }
 
 impl View<'_> {
+    /// The peer an address routes to, remembering the last answer.
+    fn route(&self, addr: IpAddr) -> Option<&Arc<Peer>> {
+        if let Some((last, slot)) = self.last_route.get()
+            && last == addr
+        {
+            return slot.and_then(|s| self.table.by_slot(s));
+        }
+        let peer = self.table.route(addr);
+        self.last_route.set(Some((addr, peer.map(|p| p.slot))));
+        peer
+    }
+
     /// Handles one datagram from the network. `scratch` must hold at least
     /// [`MIN_SCRATCH`] bytes.
     pub fn from_network(&self, from: SocketAddr, datagram: &[u8], scratch: &mut [u8], sink: &mut impl Sink) {
@@ -260,7 +278,7 @@ impl View<'_> {
     /// of the sender's own allowed addresses: a peer cannot speak for another.
     fn deliver(&self, peer: &Peer, from: SocketAddr, src: IpAddr, packet: &[u8], sink: &mut impl Sink) {
         peer.seen_at(from);
-        match self.table.route(src) {
+        match self.route(src) {
             Some(owner) if owner.slot == peer.slot => sink.to_tun(packet),
             _ => {
                 peer.count_dropped_source();
@@ -275,7 +293,7 @@ impl View<'_> {
     /// dropped or queued behind a handshake that cannot start yet.
     pub fn from_tun<'a>(&self, packet: &[u8], out: &'a mut [u8]) -> Option<(SocketAddr, &'a [u8])> {
         let counters = &self.engine.counters;
-        let Some(peer) = Tunn::dst_address(packet).and_then(|dst| self.table.route(dst)) else {
+        let Some(peer) = Tunn::dst_address(packet).and_then(|dst| self.route(dst)) else {
             counters.dropped_no_route.fetch_add(1, Ordering::Relaxed);
             return None;
         };

@@ -9,6 +9,8 @@
 //!   batches, and a timer thread.
 //! - [`control`]: the loop that serves the core's requests
 //!   ([`schemas::tunnel`]) on the inherited control socket.
+//! - [`offload`]: splitting the TUN's TSO super-packets and coalescing
+//!   decrypted TCP segments into GSO writes, sans-IO.
 //! - [`setup`]: creating the interface and sockets, before the sandbox.
 //! - [`sandbox`]: dropping capabilities, no-new-privs, Landlock (no
 //!   filesystem, no TCP) and the seccomp allowlist.
@@ -17,6 +19,7 @@
 
 pub mod control;
 pub mod engine;
+pub mod offload;
 pub mod peers;
 #[allow(unsafe_code)]
 pub mod sandbox;

@@ -138,6 +138,11 @@ impl PeerTable {
         self.slots.get((receiver_idx >> 8) as usize)?.as_ref()
     }
 
+    /// The peer in this slot.
+    pub fn by_slot(&self, slot: u32) -> Option<&Arc<Peer>> {
+        self.slots.get(slot as usize)?.as_ref()
+    }
+
     /// The peer with this public key.
     pub fn by_key(&self, key: &[u8; 32]) -> Option<&Arc<Peer>> {
         self.slots.get(*self.by_key.get(key)? as usize)?.as_ref()

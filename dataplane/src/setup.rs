@@ -24,6 +24,8 @@ pub struct Interface {
     pub queues: Vec<File>,
     /// One UDP socket per worker, all on the same port.
     pub sockets: Vec<UdpSocket>,
+    /// What the TUN device offloads to us.
+    pub offloads: tun::Offloads,
 }
 
 /// Why setup failed.
@@ -86,6 +88,7 @@ pub fn create(setup: &Setup, devices: Vec<std::fs::File>) -> Result<Interface, S
     validate(setup)?;
     let workers = devices.len();
     let queues = tun::open(&setup.interface, devices).map_err(sys(format!("create TUN {}", setup.interface)))?;
+    let offloads = queues.first().map_or(tun::Offloads::Plain, tun::enable_offloads);
     let ifindex = netlink::ifindex(&setup.interface).map_err(sys("look up the interface"))?;
     let mut nl = netlink::Netlink::open().map_err(sys("open netlink"))?;
     for addr in &setup.addresses {
@@ -108,6 +111,7 @@ pub fn create(setup: &Setup, devices: Vec<std::fs::File>) -> Result<Interface, S
         ifindex,
         queues,
         sockets,
+        offloads,
     })
 }
 

@@ -2,9 +2,11 @@
 //! each worker reads and writes its own queue without sharing a lock in the
 //! kernel.
 //!
-//! Packets are plain IP (`IFF_NO_PI`). The offload path (`IFF_VNET_HDR`
-//! with TSO/USO, one 64 KiB super-packet per read) slots in here later: the
-//! workers already hand whole buffers around, not single MTU-sized frames.
+//! Every packet is preceded by a `virtio_net_hdr` (`IFF_VNET_HDR`; still no
+//! packet-information header, `IFF_NO_PI`): with TSO (and USO where the kernel has it) enabled,
+//! one read yields up to 64 KiB of one TCP flow, which
+//! [`crate::offload::segment`] splits, and one write may carry a coalesced
+//! super-packet ([`crate::offload::Coalescer`]).
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -12,6 +14,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 
 use super::check;
+use crate::offload::VNET_HDR_LEN;
 
 /// `struct ifreq` as TUNSETIFF reads it: the name, then the flags, padded
 /// to the kernel's 40 bytes.
@@ -64,13 +67,45 @@ pub fn open(name: &str, devices: Vec<File>) -> io::Result<Vec<File>> {
     };
     req.name[..name.len()].copy_from_slice(name.as_bytes());
     // The flag constants are c_int in libc but the field is a short; all fit.
-    req.flags = (libc::IFF_TUN | libc::IFF_NO_PI | libc::IFF_MULTI_QUEUE) as libc::c_short;
+    req.flags = (libc::IFF_TUN | libc::IFF_NO_PI | libc::IFF_MULTI_QUEUE | libc::IFF_VNET_HDR) as libc::c_short;
     for file in &devices {
         // SAFETY: TUNSETIFF reads (and may write back the name into) a
         // 40-byte ifreq; `req` is exactly that layout and lives across the call.
         check(unsafe { libc::ioctl(file.as_raw_fd(), libc::TUNSETIFF, &mut req as *mut IfReqFlags) })?;
+        let size = VNET_HDR_LEN as libc::c_int;
+        // SAFETY: TUNSETVNETHDRSZ reads one c_int through the pointer, which
+        // is live across the call.
+        check(unsafe { libc::ioctl(file.as_raw_fd(), libc::TUNSETVNETHDRSZ, &size as *const libc::c_int) })?;
     }
     Ok(devices)
+}
+
+/// Which offloads the kernel accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offloads {
+    /// Checksum, TSO4/6 and USO4/6.
+    TsoUso,
+    /// Checksum and TSO4/6 (a kernel before 6.2 has no USO on TUN).
+    Tso,
+    /// None: every read is one plain packet (the virtio header is still
+    /// there, all zero).
+    Plain,
+}
+
+/// Enables the most offloads the kernel accepts on `queue` (the setting is
+/// the device's: one queue is enough). Never fails: without offloads the
+/// tunnel still works, one packet per read.
+pub fn enable_offloads(queue: &File) -> Offloads {
+    const TSO: libc::c_uint = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6;
+    const USO: libc::c_uint = libc::TUN_F_USO4 | libc::TUN_F_USO6;
+    for (flags, which) in [(TSO | USO, Offloads::TsoUso), (TSO, Offloads::Tso)] {
+        // SAFETY: TUNSETOFFLOAD takes its argument by value, not a pointer.
+        let ret = unsafe { libc::ioctl(queue.as_raw_fd(), libc::TUNSETOFFLOAD, libc::c_ulong::from(flags)) };
+        if ret == 0 {
+            return which;
+        }
+    }
+    Offloads::Plain
 }
 
 #[cfg(test)]

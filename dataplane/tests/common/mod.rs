@@ -4,11 +4,12 @@
 //! from 198.18.0.0/15 and 2001:db8::/32 only.
 #![allow(clippy::expect_used, clippy::unwrap_used, dead_code, unreachable_pub)]
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use schemas::tunnel::{Command as Cmd, IfAddr, PeerSpec, Reply, Request, Setup, encode_frame, frame_len};
@@ -170,6 +171,8 @@ pub struct Tunnel {
     pub child: Child,
     control: UnixStream,
     next_id: u64,
+    /// Its log so far (stderr, also passed on to the test's).
+    log: Arc<Mutex<String>>,
 }
 
 impl Tunnel {
@@ -181,14 +184,65 @@ impl Tunnel {
             .args(flags)
             .stdin(Stdio::from(OwnedFd::from(theirs)))
             .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("spawn rampart-tunnel");
         ours.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut child = child;
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        // Ends when the tunnel does (its stderr closes).
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("{line}");
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
         Tunnel {
             child,
             control: ours,
             next_id: 1,
+            log,
         }
+    }
+
+    /// What the tunnel has logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// The offload counters from the log line each `stats` request writes:
+    /// (segmented, segments out, coalesced, segments in, malformed).
+    pub fn offload_counters(&mut self) -> [u64; 5] {
+        const MARK: &str = "offload counters";
+        let before = self.log().matches(MARK).count();
+        let _ = self.stats();
+        let names = [
+            "segmented=",
+            "segments_out=",
+            "coalesced=",
+            "segments_in=",
+            "malformed=",
+        ];
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(5) {
+            let log = self.log();
+            // The line this request wrote, not an earlier one still in the
+            // log while the reader thread catches up.
+            if log.matches(MARK).count() > before
+                && let Some(line) = log.lines().rev().find(|l| l.contains(MARK))
+            {
+                return names.map(|name| {
+                    let at = line.find(name).expect(name) + name.len();
+                    line[at..].split_whitespace().next().unwrap().parse().unwrap()
+                });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("no offload counters in the log");
     }
 
     /// Starts the tunnel and sets it up as the lab's server.
