@@ -10,14 +10,12 @@
 
 use std::collections::HashMap;
 use std::ffi::OsString;
-use std::io;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use schemas::launcher::{LaunchReply, LaunchRequest, MAX_LINE, encode_line};
-use tokio::io::Interest;
 use tokio::net::UnixStream;
 use tokio::sync::oneshot;
 use tracing::{info, warn};
@@ -58,7 +56,7 @@ impl TunnelLauncher {
     pub async fn serve(self: Arc<Self>, socket: UnixStream) {
         let live: Live = Arc::default();
         loop {
-            let (line, fds) = match read_line(&socket).await {
+            let (line, fds) = match confine::handoff::recv_line_async(&socket, MAX_LINE).await {
                 Ok(Some(read)) => read,
                 Ok(None) => return,
                 Err(e) => {
@@ -78,7 +76,7 @@ impl TunnelLauncher {
                     message: format!("malformed request: {e}"),
                 },
             };
-            if let Err(e) = write_all(&socket, &encode_line(&reply)).await {
+            if let Err(e) = confine::handoff::send_line_async(&socket, &encode_line(&reply), &[]).await {
                 warn!(error = %e, "cannot answer the core");
                 return;
             }
@@ -143,53 +141,5 @@ fn kill(pid: u32, live: &Live) -> LaunchReply {
         None => LaunchReply::Error {
             message: format!("process {pid} is not a running tunnel of this core"),
         },
-    }
-}
-
-async fn write_all(socket: &UnixStream, mut bytes: &[u8]) -> io::Result<()> {
-    while !bytes.is_empty() {
-        socket.writable().await?;
-        match socket.try_write(bytes) {
-            Ok(n) => bytes = &bytes[n..],
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-/// One request line and the descriptors sent with it; `None` at
-/// end-of-file. The core sends one request at a time, so nothing follows
-/// the line until it is answered.
-async fn read_line(socket: &UnixStream) -> io::Result<Option<(Vec<u8>, Vec<OwnedFd>)>> {
-    let mut line = Vec::new();
-    let mut fds = Vec::new();
-    loop {
-        let mut buf = [0u8; 512];
-        let (n, more) = socket
-            .async_io(Interest::READABLE, || confine::handoff::recv(socket, &mut buf))
-            .await?;
-        fds.extend(more);
-        if n == 0 {
-            return if line.is_empty() {
-                Ok(None)
-            } else {
-                Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed mid-request"))
-            };
-        }
-        line.extend_from_slice(&buf[..n]);
-        if let Some(end) = line.iter().position(|&b| b == b'\n') {
-            if end + 1 != line.len() {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "a second request before the answer",
-                ));
-            }
-            line.truncate(end);
-            return Ok(Some((line, fds)));
-        }
-        if line.len() > MAX_LINE {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "request too long"));
-        }
     }
 }

@@ -149,8 +149,12 @@ struct Privsep {
 
 fn separate(config: &ServeConfig) -> anyhow::Result<Privsep> {
     let users = privsep::ensure_users()?;
-    for program in ["rampart-core", "rampart-edge", "rampart-tunnel"] {
-        privsep::check_reachable(&config.bin_dir.join(program), privsep::CORE_USER)?;
+    // The tunnel is started as root; these two are executed as their users.
+    for (program, user) in [
+        ("rampart-core", privsep::CORE_USER),
+        ("rampart-edge", privsep::EDGE_USER),
+    ] {
+        privsep::check_reachable(&config.bin_dir.join(program), user)?;
     }
     privsep::assign_data_dir(&config.data_dir, &config.edge_state_dir(), &users)?;
     let bind = |addr| std::net::TcpListener::bind(addr).with_context(|| format!("binding {addr}"));

@@ -167,11 +167,7 @@ pub fn check_reachable(target: &Path, user: &'static str) -> Result<(), PrivsepE
         if dir.as_os_str().is_empty() {
             continue;
         }
-        let meta = fs::metadata(dir).map_err(|source| PrivsepError::Io {
-            what: "inspecting",
-            path: dir.to_path_buf(),
-            source,
-        })?;
+        let meta = fs::metadata(dir).map_err(io_err("inspecting", dir))?;
         if meta.mode() & 0o001 == 0 {
             return Err(PrivsepError::Unreachable {
                 path: dir.to_path_buf(),
@@ -189,10 +185,6 @@ pub fn check_reachable(target: &Path, user: &'static str) -> Result<(), PrivsepE
 /// backup, ends up right.
 pub fn assign_data_dir(data_dir: &Path, edge_dir: &Path, users: &Users) -> Result<(), PrivsepError> {
     check_reachable(data_dir, CORE_USER)?;
-    let io_err = |what: &'static str, path: &Path| {
-        let path = path.to_path_buf();
-        move |source| PrivsepError::Io { what, path, source }
-    };
     fs::create_dir_all(edge_dir).map_err(io_err("creating", edge_dir))?;
     fs::set_permissions(edge_dir, fs::Permissions::from_mode(0o700)).map_err(io_err("chmod", edge_dir))?;
     chown_tree(edge_dir, users.edge)?;
@@ -210,12 +202,14 @@ pub fn assign_data_dir(data_dir: &Path, edge_dir: &Path, users: &Users) -> Resul
     Ok(())
 }
 
+/// Maps an I/O error to [`PrivsepError::Io`] naming what was done to `path`.
+fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> PrivsepError {
+    let path = path.to_path_buf();
+    move |source| PrivsepError::Io { what, path, source }
+}
+
 /// `chown -R` without following symbolic links.
 fn chown_tree(path: &Path, to: Ids) -> Result<(), PrivsepError> {
-    let io_err = |what: &'static str, path: &Path| {
-        let path = path.to_path_buf();
-        move |source| PrivsepError::Io { what, path, source }
-    };
     let meta = fs::symlink_metadata(path).map_err(io_err("inspecting", path))?;
     if meta.uid() != to.uid || meta.gid() != to.gid {
         std::os::unix::fs::lchown(path, Some(to.uid), Some(to.gid)).map_err(io_err("chown", path))?;

@@ -88,6 +88,61 @@ pub fn recv_line(socket: impl AsFd, max: usize) -> io::Result<(Vec<u8>, Vec<Owne
     }
 }
 
+/// Sends all of `line` on a non-blocking socket, `fds` with its first
+/// byte.
+pub async fn send_line_async(socket: &tokio::net::UnixStream, line: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+    let mut sent = socket
+        .async_io(tokio::io::Interest::WRITABLE, || send(socket, line, fds))
+        .await?;
+    while sent < line.len() {
+        sent += socket
+            .async_io(tokio::io::Interest::WRITABLE, || send(socket, &line[sent..], &[]))
+            .await?;
+    }
+    Ok(())
+}
+
+/// Reads one line (at most `max` bytes, newline excluded) and the
+/// descriptors sent with it from a non-blocking socket; `None` at
+/// end-of-file before the line began. Both sides of the launcher protocol
+/// send one line and wait for the answer, so bytes after the newline mean
+/// the peer is out of step: an error.
+pub async fn recv_line_async(
+    socket: &tokio::net::UnixStream,
+    max: usize,
+) -> io::Result<Option<(Vec<u8>, Vec<OwnedFd>)>> {
+    let mut line = Vec::new();
+    let mut fds = Vec::new();
+    loop {
+        let mut buf = [0u8; 512];
+        let (n, more) = socket
+            .async_io(tokio::io::Interest::READABLE, || recv(socket, &mut buf))
+            .await?;
+        fds.extend(more);
+        if n == 0 {
+            return if line.is_empty() {
+                Ok(None)
+            } else {
+                Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed mid-line"))
+            };
+        }
+        line.extend_from_slice(&buf[..n]);
+        if let Some(end) = line.iter().position(|&b| b == b'\n') {
+            if end + 1 != line.len() {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "a second line before the answer",
+                ));
+            }
+            line.truncate(end);
+            return Ok(Some((line, fds)));
+        }
+        if line.len() > max {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "line too long"));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

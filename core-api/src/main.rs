@@ -138,21 +138,14 @@ fn serve(config: &Config, secret: OriginSecret) -> anyhow::Result<()> {
         } else {
             None
         };
-        match config.tunnels().map(|t| core_api::tunnels::TunnelConfig {
-            launcher: launcher.clone(),
-            ..t
-        }) {
-            Some(tunnels) if tunnels.launcher.is_some() => {
-                tracing::info!("tunnels enabled; the supervisor starts them");
-                state.tunnels().enable(tunnels);
-                state
-                    .tunnels()
-                    .start_running()
-                    .await
-                    .context("failed to list the running servers")?;
-            }
+        match config.tunnels() {
             Some(tunnels) => {
-                tracing::info!(program = %tunnels.program.display(), netns = ?tunnels.netns, "tunnels enabled");
+                let tunnels = core_api::tunnels::TunnelConfig { launcher, ..tunnels };
+                if tunnels.launcher.is_some() {
+                    tracing::info!("tunnels enabled; the supervisor starts them");
+                } else {
+                    tracing::info!(program = %tunnels.program.display(), netns = ?tunnels.netns, "tunnels enabled");
+                }
                 state.tunnels().enable(tunnels);
                 state
                     .tunnels()

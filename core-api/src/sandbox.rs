@@ -22,16 +22,17 @@ pub fn policy(config: &Config) -> std::io::Result<confine::Policy> {
         .create(&config.data_dir)?;
     let mut read_exec = confine::library_dirs();
     // The tunnel the core will start (`--tunnel-bin`, or beside the core),
-    // unless `rampart serve` starts them.
-    let spawns_tunnels = !config.tunnel_launcher && config.tunnels().is_some();
-    if let Some(tunnel) = config
-        .tunnels()
-        .filter(|_| spawns_tunnels)
-        .map(|t| t.program)
-        .filter(|p| p.exists())
-    {
-        read_exec.push(tunnel);
+    // unless `rampart serve` starts them; the tunnel opens the TUN device
+    // and a named namespace before it sandboxes itself.
+    let tunnel = config.tunnels().filter(|_| !config.tunnel_launcher).map(|t| t.program);
+    let mut read_if_present: Vec<PathBuf> = vec!["/etc/ld.so.cache".into()];
+    // Spawned processes get /dev/null for unused stdio.
+    let mut read_write_if_present: Vec<PathBuf> = vec!["/dev/null".into()];
+    if tunnel.is_some() {
+        read_if_present.push("/run/netns".into());
+        read_write_if_present.push("/dev/net/tun".into());
     }
+    read_exec.extend(tunnel.filter(|p| p.exists()));
     let mut read_only = Vec::new();
     let mut connect_tcp = Vec::new();
     if let Some(hook) = &config.acme_dns_hook {
@@ -56,18 +57,8 @@ pub fn policy(config: &Config) -> std::io::Result<confine::Policy> {
         read_write: vec![config.data_dir.clone()],
         read_only,
         read_exec,
-        read_if_present: if spawns_tunnels {
-            vec!["/etc/ld.so.cache".into(), "/run/netns".into()]
-        } else {
-            vec!["/etc/ld.so.cache".into()]
-        },
-        // Spawned processes get /dev/null for unused stdio; tunnels open
-        // the TUN device before they drop to no filesystem at all.
-        read_write_if_present: if spawns_tunnels {
-            vec!["/dev/null".into(), "/dev/net/tun".into()]
-        } else {
-            vec!["/dev/null".into()]
-        },
+        read_if_present,
+        read_write_if_present,
         bind_tcp: vec![config.listen.port()],
         connect_tcp,
     })

@@ -71,26 +71,31 @@ const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 
 fn drop_capabilities() -> Result<(), SandboxError> {
     // The bounding set first: dropping from it needs CAP_SETPCAP, which the
-    // capset below removes. Numbers past the kernel's last cap fail with
-    // EINVAL, which ends the loop.
+    // capset below removes. Without CAP_SETPCAP (not root, or `become_user`
+    // emptied the set already) there is nothing this process could drop.
+    match empty_bounding_set() {
+        Err(SandboxError::Sys(_, e)) if e.raw_os_error() == Some(libc::EPERM) => {}
+        other => other?,
+    }
+    // SAFETY: prctl with integer arguments only.
+    unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) };
+    set_caps(0)
+}
+
+/// Drops every capability from the bounding set. Numbers past the kernel's
+/// last capability fail with EINVAL, which ends the loop.
+fn empty_bounding_set() -> Result<(), SandboxError> {
     for cap in 0..64 {
         // SAFETY: prctl with integer arguments only.
         if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) } != 0 {
             let err = std::io::Error::last_os_error();
             if err.raw_os_error() == Some(libc::EINVAL) {
-                break;
-            }
-            // EPERM: no CAP_SETPCAP: not root, or `become_user` emptied
-            // the set already.
-            if err.raw_os_error() == Some(libc::EPERM) {
-                break;
+                return Ok(());
             }
             return Err(SandboxError::Sys("drop bounding set", err));
         }
     }
-    // SAFETY: prctl with integer arguments only.
-    unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) };
-    set_caps(0)
+    Ok(())
 }
 
 /// The capabilities setup needs and keeps until [`apply`]: creating the
@@ -111,16 +116,7 @@ pub fn become_user(uid: u32, gid: u32) -> Result<(), SandboxError> {
     // While still root: empty the bounding set (needs CAP_SETPCAP, which
     // goes below). It limits what an exec could gain; the capabilities in
     // hand are not affected.
-    for cap in 0..64 {
-        // SAFETY: prctl with integer arguments only.
-        if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) } != 0 {
-            let err = std::io::Error::last_os_error();
-            if err.raw_os_error() == Some(libc::EINVAL) {
-                break;
-            }
-            return Err(SandboxError::Sys("drop bounding set", err));
-        }
-    }
+    empty_bounding_set()?;
     // Keep the permitted set across the change of user; the capset below
     // trims it to SETUP_CAPS.
     // SAFETY: prctl with integer arguments only.

@@ -102,29 +102,23 @@ fn owner(path: &Path) -> (u32, u32, u32) {
     (m.uid(), m.gid(), m.permissions().mode() & 0o7777)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs root, ip and the tunnel; .ci/run runs it"]
-async fn each_process_runs_as_its_own_user_without_capabilities() {
-    netns::require(&["ip", "getent", "useradd"]);
-    let srv = Netns::new("privsep");
+/// `rampart serve` as root with tunnels in a fresh namespace, and one
+/// server created and started through the edge: `(namespace, instance,
+/// admin session, server id)`.
+async fn with_a_running_server(tag: &str, network: &str, port: u16) -> (Netns, Rampart, Session, String) {
+    let srv = Netns::new(tag);
     let srv_name = srv.name().to_owned();
     let rampart = Rampart::start_with(move |cmd| {
         cmd.env_remove("RAMPART_NO_TUNNELS")
-            .env_remove("RAMPART_NO_PRIVSEP")
             .env("RAMPART_TUNNEL_NETNS", &srv_name);
     })
     .await;
-    let log = rampart.log();
-    assert!(log.contains("privileges separated"), "says so at start:\n{log}");
-
-    // Through the edge (which accepts on the port root bound for it), start
-    // a server: the supervisor starts its tunnel for the core.
     let s = Session::admin(&rampart).await;
     let (status_code, server) = s
         .send(
             Method::POST,
             "/api/v1/servers",
-            json!({"name": "one", "network": "198.18.20.0/24", "port": 51820}),
+            json!({"name": tag, "network": network, "port": port}),
         )
         .await;
     assert_eq!(status_code, StatusCode::CREATED, "{server}");
@@ -135,6 +129,18 @@ async fn each_process_runs_as_its_own_user_without_capabilities() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap_or_default());
+    (srv, rampart, s, sid)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root, ip and the tunnel; .ci/run runs it"]
+async fn each_process_runs_as_its_own_user_without_capabilities() {
+    netns::require(&["ip", "getent", "useradd"]);
+    // Through the edge (which accepts on the port root bound for it), start
+    // a server: the supervisor starts its tunnel for the core.
+    let (srv, rampart, s, sid) = with_a_running_server("privsep", "198.18.20.0/24", 51820).await;
+    let log = rampart.log();
+    assert!(log.contains("privileges separated"), "says so at start:\n{log}");
 
     let supervisor = status(rampart.pid());
     assert_eq!(supervisor.uids[0], 0, "the supervisor stays root to start tunnels");
@@ -180,29 +186,7 @@ async fn each_process_runs_as_its_own_user_without_capabilities() {
 #[ignore = "needs root and the tunnel; .ci/run runs it"]
 async fn the_core_can_only_ask_for_a_tunnel_and_killing_it_restarts_the_tunnel() {
     netns::require(&["ip"]);
-    let srv = Netns::new("privsep2");
-    let srv_name = srv.name().to_owned();
-    let rampart = Rampart::start_with(move |cmd| {
-        cmd.env_remove("RAMPART_NO_TUNNELS")
-            .env_remove("RAMPART_NO_PRIVSEP")
-            .env("RAMPART_TUNNEL_NETNS", &srv_name);
-    })
-    .await;
-    let s = Session::admin(&rampart).await;
-    let (_, server) = s
-        .send(
-            Method::POST,
-            "/api/v1/servers",
-            json!({"name": "two", "network": "198.18.21.0/24", "port": 51821}),
-        )
-        .await;
-    let sid = server["id"].as_str().unwrap().to_owned();
-    let r = s
-        .request(Method::POST, &format!("/api/v1/servers/{sid}/start"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    let (_srv, rampart, _s, _sid) = with_a_running_server("privsep2", "198.18.21.0/24", 51821).await;
     let first = serving_tunnel(&rampart, 0);
 
     // The core cannot signal the tunnel itself (another user)...
@@ -245,10 +229,7 @@ async fn the_core_can_only_ask_for_a_tunnel_and_killing_it_restarts_the_tunnel()
 async fn the_edge_user_alone_keeps_the_edge_out_of_the_cores_files() {
     use std::os::unix::process::CommandExt;
     netns::require(&["getent"]);
-    let rampart = Rampart::start_with(|cmd| {
-        cmd.env_remove("RAMPART_NO_PRIVSEP");
-    })
-    .await;
+    let rampart = Rampart::start().await;
     let data = rampart.data_dir.clone();
     let core = rampart.child_pid("rampart-core").expect("core runs");
     let (uid, gid) = user("rampart-edge");

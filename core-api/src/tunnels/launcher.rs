@@ -106,43 +106,13 @@ async fn serve(socket: UnixStream, mut rx: mpsc::Receiver<Pending>) {
 
 /// Sends one request (with its descriptor) and reads the one-line answer.
 async fn exchange(socket: &UnixStream, request: &LaunchRequest, fd: Option<OwnedFd>) -> io::Result<LaunchReply> {
-    let line = encode_line(request);
     let fds: Vec<_> = fd.iter().map(AsFd::as_fd).collect();
-    let mut sent = socket
-        .async_io(Interest::WRITABLE, || confine::handoff::send(socket, &line, &fds))
-        .await?;
-    // The descriptor went with the first byte; ours closes on return.
-    while sent < line.len() {
-        sent += socket
-            .async_io(Interest::WRITABLE, || {
-                confine::handoff::send(socket, &line[sent..], &[])
-            })
-            .await?;
-    }
-    let mut answer = Vec::new();
-    loop {
-        let mut buf = [0u8; 512];
-        let (n, stray) = socket
-            .async_io(Interest::READABLE, || confine::handoff::recv(socket, &mut buf))
-            .await?;
-        drop(stray);
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "the supervisor closed the socket",
-            ));
-        }
-        answer.extend_from_slice(&buf[..n]);
-        if let Some(end) = answer.iter().position(|&b| b == b'\n') {
-            if end + 1 != answer.len() {
-                return Err(io::Error::new(io::ErrorKind::InvalidData, "more than one answer"));
-            }
-            return serde_json::from_slice(&answer[..end]).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e));
-        }
-        if answer.len() > MAX_LINE {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "answer too long"));
-        }
-    }
+    // The descriptor goes with the first byte; ours closes on return.
+    confine::handoff::send_line_async(socket, &encode_line(request), &fds).await?;
+    let (answer, _stray) = confine::handoff::recv_line_async(socket, MAX_LINE)
+        .await?
+        .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "the supervisor closed the socket"))?;
+    serde_json::from_slice(&answer).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
 /// Completes when the socket reaches end-of-file (or fails). Bytes nobody
