@@ -51,6 +51,11 @@ pub struct EdgeConfig {
     #[arg(long, env = "RAMPART_MAX_CONNECTIONS", default_value_t = 4096)]
     pub max_connections: usize,
 
+    /// HTTPS worker threads, each with its own event loop, connections and
+    /// pool of connections to the core. 0: one per CPU.
+    #[arg(long, env = "RAMPART_EDGE_WORKERS", default_value_t = 0)]
+    pub workers: usize,
+
     /// Largest request head (request line and headers), in bytes.
     #[arg(long, env = "RAMPART_MAX_HEADER_BYTES", default_value_t = 16 * 1024)]
     pub max_header_bytes: usize,

@@ -51,7 +51,8 @@ pub struct CoreAnswer {
     pub body: Bytes,
 }
 
-/// A pooled HTTP/1.1 client for the core.
+/// A pooled HTTP/1.1 client for the core. Clones share the pool;
+/// [`CoreClient::with_own_pool`] makes one that does not.
 #[derive(Debug, Clone)]
 pub struct CoreClient {
     client: Client<HttpConnector, Full<Bytes>>,
@@ -72,18 +73,21 @@ pub struct Provenance<'a> {
 impl CoreClient {
     /// A client for the core at `addr`.
     pub fn new(addr: SocketAddr, secret: &OriginSecret, timeout: Duration) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(2)));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(512)
-            .build(connector);
         Self {
-            client,
+            client: pooled_client(),
             authority: addr.to_string(),
             proof: secret.header_value(),
             timeout,
+        }
+    }
+
+    /// The same client with a pool of its own. Each HTTPS worker thread
+    /// uses one, so that a request and the connection it rides on are
+    /// always driven by the same thread, without waking another.
+    pub fn with_own_pool(&self) -> Self {
+        Self {
+            client: pooled_client(),
+            ..self.clone()
         }
     }
 
@@ -167,6 +171,16 @@ impl CoreClient {
         };
         Ok(builder.body(body)?)
     }
+}
+
+fn pooled_client() -> Client<HttpConnector, Full<Bytes>> {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(Duration::from_secs(2)));
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(512)
+        .build(connector)
 }
 
 /// What [`CoreClient::open_stream`] got.

@@ -37,7 +37,7 @@ use crate::tls::CertStore;
 #[derive(Debug)]
 pub struct Gateway {
     core: CoreClient,
-    throttle: Throttle,
+    throttle: Arc<Throttle>,
     certs: Arc<CertStore>,
     openapi: Bytes,
     body_timeout: Duration,
@@ -46,6 +46,7 @@ pub struct Gateway {
 impl Gateway {
     /// A gateway forwarding to `core`.
     pub fn new(core: CoreClient, throttle: Throttle, certs: Arc<CertStore>, body_timeout: Duration) -> Self {
+        let throttle = Arc::new(throttle);
         let openapi = Bytes::from(schemas::openapi::document_text());
         Self {
             core,
@@ -53,6 +54,18 @@ impl Gateway {
             certs,
             openapi,
             body_timeout,
+        }
+    }
+
+    /// A gateway for one more worker thread: the same throttle,
+    /// certificates and settings, its own pool of connections to the core.
+    pub fn for_worker(&self) -> Self {
+        Self {
+            core: self.core.with_own_pool(),
+            throttle: Arc::clone(&self.throttle),
+            certs: Arc::clone(&self.certs),
+            openapi: self.openapi.clone(),
+            body_timeout: self.body_timeout,
         }
     }
 

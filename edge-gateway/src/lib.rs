@@ -16,6 +16,7 @@
 //! - [`throttle`]: per-address limits on sign-in and setup.
 //! - [`tls`]: rustls configuration and the swappable certificate.
 //! - [`secret`]: the origin secret that proves a request came through here.
+//! - [`workers`]: the HTTPS worker threads, one event loop each.
 
 pub mod acme;
 pub mod assets;
@@ -29,6 +30,7 @@ pub mod secret;
 pub mod server;
 pub mod throttle;
 pub mod tls;
+pub mod workers;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -36,7 +38,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::acme::link::CoreLink;
 use crate::acme::{Acme, AcmeOptions};
@@ -125,6 +127,7 @@ impl BoundEdge {
             max_connections: config.max_connections,
             max_header_bytes: config.max_header_bytes,
             header_timeout: config.header_timeout,
+            workers: config.workers,
         };
         Ok(Self {
             http,
@@ -154,14 +157,22 @@ impl BoundEdge {
             self.redirect_port,
             Some((self.acme.link().clone(), self.acme.http_answers())),
         );
-        let https = server::serve_https(
-            self.https,
-            self.tls,
-            Some(self.acme.clone()),
-            self.gateway,
-            self.limits,
-            shutdown.clone(),
-        );
+        let (acme, on_failure) = (self.acme.clone(), shutdown.clone());
+        let https = async {
+            let served = server::serve_https(
+                self.https,
+                self.tls,
+                Some(acme),
+                &self.gateway,
+                self.limits,
+                on_failure.clone(),
+            )
+            .await;
+            if let Err(e) = served {
+                error!(error = %e, "could not start the HTTPS workers; stopping");
+                on_failure.cancel();
+            }
+        };
         let http = server::serve_http(self.http, redirector, self.limits, shutdown.clone());
         let acme = self.acme.run(shutdown);
         tokio::join!(https, http, acme);

@@ -74,7 +74,9 @@ fn run(config: EdgeConfig) -> anyhow::Result<()> {
             })
             .context("starting the parent watch thread")?;
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // This thread accepts, redirects plain HTTP and runs ACME; the HTTPS
+    // connections have worker threads of their own (`edge_gateway::workers`).
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("building the runtime")?;

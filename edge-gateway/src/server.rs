@@ -7,7 +7,6 @@
 //! cannot hold a slot for long.
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +16,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::LazyConfigAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -25,6 +24,7 @@ use tracing::{debug, info, warn};
 use crate::acme::Acme;
 use crate::gateway::Gateway;
 use crate::redirect::Redirector;
+use crate::workers::{self, Workers};
 
 /// Limits applied to every client connection.
 #[derive(Debug, Clone, Copy)]
@@ -35,6 +35,8 @@ pub struct Limits {
     pub max_header_bytes: usize,
     /// Time for the TLS handshake and for each request head.
     pub header_timeout: Duration,
+    /// HTTPS worker threads; 0 for one per CPU.
+    pub workers: usize,
 }
 
 /// How long open connections get to finish after shutdown starts.
@@ -59,81 +61,116 @@ fn builder(limits: Limits) -> auto::Builder<TokioExecutor> {
     builder
 }
 
-/// Serves HTTPS on `listener` until `shutdown`.
+/// Serves HTTPS on `listener` until `shutdown`: this task accepts, and
+/// [`Limits::workers`] worker threads serve the connections, each with its
+/// own copy of `gateway` (see [`crate::workers`]).
 pub async fn serve_https(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     acme: Option<Acme>,
-    gateway: Arc<Gateway>,
+    gateway: &Gateway,
     limits: Limits,
     shutdown: CancellationToken,
-) {
+) -> std::io::Result<()> {
     let builder = Arc::new(builder(limits));
-    accept_loop(listener, limits, shutdown, move |tcp, peer, graceful| {
+    let workers = Workers::start("https", workers::count(limits.workers), || {
+        Arc::new(gateway.for_worker())
+    })?;
+    accept_loop(listener, limits, shutdown, |tcp, peer, graceful, permit| {
         let config = Arc::clone(&tls);
         let acme = acme.clone();
-        let gateway = Arc::clone(&gateway);
         let builder = Arc::clone(&builder);
-        async move {
-            let handshake = async {
-                // Read the ClientHello first: a TLS-ALPN-01 validation may
-                // be for an order another host started, so its certificate
-                // may first have to be fetched from the core.
-                let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp).await?;
-                let hello = start.client_hello();
-                let challenge = crate::tls::offers_acme_alpn(&hello);
-                if challenge && let (Some(acme), Some(name)) = (&acme, hello.server_name()) {
-                    let name = name.to_owned();
-                    acme.prepare_alpn(&name).await;
-                }
-                let stream = start.into_stream(config).await?;
-                Ok::<_, std::io::Error>((stream, challenge))
-            };
-            let tls = match tokio::time::timeout(limits.header_timeout, handshake).await {
-                Ok(Ok((_, true))) => {
-                    // RFC 8737: the validation ends with the handshake;
-                    // dropping the stream closes the connection.
-                    return debug!(%peer, "answered a TLS-ALPN-01 validation");
-                }
-                Ok(Ok((tls, false))) => tls,
-                Ok(Err(e)) => return debug!(%peer, error = %e, "TLS handshake failed"),
-                Err(_) => return debug!(%peer, "TLS handshake timed out"),
-            };
-            let service = service_fn(move |request| {
-                let gateway = Arc::clone(&gateway);
-                async move { Ok::<_, Infallible>(gateway.handle(request, peer).await) }
-            });
-            let conn = builder.serve_connection(TokioIo::new(tls), service);
-            if let Err(e) = graceful.watch(conn.into_owned()).await {
-                debug!(%peer, error = %e, "connection ended with an error");
+        // The socket moves to the worker's runtime.
+        let tcp = match tcp.into_std() {
+            Ok(tcp) => tcp,
+            Err(e) => return debug!(%peer, error = %e, "handing the connection to a worker failed"),
+        };
+        workers.run(move |gateway| {
+            let gateway = Arc::clone(gateway);
+            async move {
+                let Ok(tcp) = TcpStream::from_std(tcp) else { return };
+                serve_tls(tcp, peer, config, acme, gateway, builder, limits, graceful).await;
+                drop(permit);
             }
-        }
+        });
     })
     .await;
+    workers.stop(Duration::from_secs(1)).await;
+    Ok(())
 }
 
-/// Serves the plain-HTTP redirector on `listener` until `shutdown`.
+/// One HTTPS connection: handshake (answering a TLS-ALPN-01 validation if
+/// that is what it is), then requests until either side closes.
+#[allow(clippy::too_many_arguments)]
+async fn serve_tls(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    config: Arc<rustls::ServerConfig>,
+    acme: Option<Acme>,
+    gateway: Arc<Gateway>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    limits: Limits,
+    graceful: Watcher,
+) {
+    let handshake = async {
+        // Read the ClientHello first: a TLS-ALPN-01 validation may be for an
+        // order another host started, so its certificate may first have to
+        // be fetched from the core.
+        let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp).await?;
+        let hello = start.client_hello();
+        let challenge = crate::tls::offers_acme_alpn(&hello);
+        if challenge && let (Some(acme), Some(name)) = (&acme, hello.server_name()) {
+            let name = name.to_owned();
+            acme.prepare_alpn(&name).await;
+        }
+        let stream = start.into_stream(config).await?;
+        Ok::<_, std::io::Error>((stream, challenge))
+    };
+    let tls = match tokio::time::timeout(limits.header_timeout, handshake).await {
+        Ok(Ok((_, true))) => {
+            // RFC 8737: the validation ends with the handshake; dropping the
+            // stream closes the connection.
+            return debug!(%peer, "answered a TLS-ALPN-01 validation");
+        }
+        Ok(Ok((tls, false))) => tls,
+        Ok(Err(e)) => return debug!(%peer, error = %e, "TLS handshake failed"),
+        Err(_) => return debug!(%peer, "TLS handshake timed out"),
+    };
+    let service = service_fn(move |request| {
+        let gateway = Arc::clone(&gateway);
+        async move { Ok::<_, Infallible>(gateway.handle(request, peer).await) }
+    });
+    let conn = builder.serve_connection(TokioIo::new(tls), service);
+    if let Err(e) = graceful.watch(conn.into_owned()).await {
+        debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+/// Serves the plain-HTTP redirector on `listener` until `shutdown`, on the
+/// calling runtime (it carries little traffic).
 pub async fn serve_http(listener: TcpListener, redirector: Redirector, limits: Limits, shutdown: CancellationToken) {
     let builder = Arc::new(builder(limits));
-    accept_loop(listener, limits, shutdown, move |tcp, _peer, graceful| {
+    accept_loop(listener, limits, shutdown, |tcp, _peer, graceful, permit| {
         let redirector = redirector.clone();
         let builder = Arc::clone(&builder);
-        async move {
+        tokio::spawn(async move {
             let service = service_fn(move |request| {
                 let redirector = redirector.clone();
                 async move { Ok::<_, Infallible>(redirector.handle(&request).await) }
             });
             let conn = builder.serve_connection(TokioIo::new(tcp), service);
             let _ = graceful.watch(conn.into_owned()).await;
-        }
+            drop(permit);
+        });
     })
     .await;
 }
 
-async fn accept_loop<F, Fut>(listener: TcpListener, limits: Limits, shutdown: CancellationToken, serve: F)
+/// Accepts until `shutdown`, handing each connection with its slot to
+/// `dispatch`; then drains the open connections.
+async fn accept_loop<F>(listener: TcpListener, limits: Limits, shutdown: CancellationToken, dispatch: F)
 where
-    F: Fn(TcpStream, SocketAddr, Watcher) -> Fut,
-    Fut: Future<Output = ()> + Send + 'static,
+    F: Fn(TcpStream, SocketAddr, Watcher, OwnedSemaphorePermit),
 {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
@@ -158,12 +195,7 @@ where
             () = shutdown.cancelled() => break,
         };
         let _ = tcp.set_nodelay(true);
-        let peer = canonical_peer(peer);
-        let task = serve(tcp, peer, graceful.watcher());
-        tokio::spawn(async move {
-            task.await;
-            drop(permit);
-        });
+        dispatch(tcp, canonical_peer(peer), graceful.watcher(), permit);
     }
     drop(listener);
     info!("listener closed; draining open connections");

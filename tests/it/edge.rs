@@ -367,6 +367,10 @@ impl Drop for Edge {
 }
 
 async fn start_edge(core: std::net::SocketAddr, secret: &str) -> Edge {
+    start_edge_with(core, secret, &[]).await
+}
+
+async fn start_edge_with(core: std::net::SocketAddr, secret: &str, extra: &[&str]) -> Edge {
     let dir = TempDir::new("rampart-edge");
     std::fs::write(dir.path().join("secret"), secret).unwrap();
     let https = free_port();
@@ -382,6 +386,7 @@ async fn start_edge(core: std::net::SocketAddr, secret: &str) -> Edge {
             &format!("127.0.0.1:{}", free_port()),
         ])
         .args(["--https-addr", &format!("127.0.0.1:{https}")])
+        .args(extra)
         .stdin(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -401,6 +406,56 @@ async fn start_edge(core: std::net::SocketAddr, secret: &str) -> Edge {
 fn edge_client(edge: &Edge) -> reqwest::Client {
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], edge.https));
     harness::insecure_client_for(addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_is_served_by_the_worker_threads_and_stops_cleanly() {
+    let (core, _seen) = fake_core("{}").await;
+    let mut edge = start_edge_with(core, &"ab".repeat(32), &["--workers", "3"]).await;
+    let pid = edge.child.id();
+    let mut threads: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.unwrap().path().join("comm")).ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| name.starts_with("https-"))
+        .collect();
+    threads.sort();
+    assert_eq!(threads, ["https-0", "https-1", "https-2"]);
+
+    // Connections land on different workers in turn; each one serves
+    // several requests.
+    let clients: Vec<reqwest::Client> = (0..6).map(|_| edge_client(&edge)).collect();
+    for round in 0..3 {
+        for client in &clients {
+            let r = client
+                .get(format!("https://localhost:{}/healthz", edge.https))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::OK, "round {round}");
+        }
+    }
+
+    // SIGTERM with idle keep-alive connections open: the edge drains them
+    // and exits 0, well before its 10 s limit.
+    let started = Instant::now();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = loop {
+        if let Some(status) = edge.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(12),
+            "edge still running after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "edge exited with {status}");
+    drop(clients);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
