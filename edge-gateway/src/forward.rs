@@ -149,7 +149,10 @@ impl CoreClient {
         body: Option<Bytes>,
         from: Provenance<'_>,
     ) -> Result<Request<Full<Bytes>>, ForwardError> {
-        let uri = format!("http://{}{}", self.authority, path_and_query);
+        let mut uri = String::with_capacity(7 + self.authority.len() + path_and_query.len());
+        uri.push_str("http://");
+        uri.push_str(&self.authority);
+        uri.push_str(path_and_query);
         let mut builder = Request::builder().method(method).uri(uri);
         let headers = builder
             .headers_mut()

@@ -72,9 +72,10 @@ impl Gateway {
     /// Answers one request from `peer`.
     pub async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
         let started = Instant::now();
-        let request_id = uuid::Uuid::now_v7().to_string();
+        let mut id_text = uuid::Uuid::encode_buffer();
+        let request_id: &str = uuid::Uuid::now_v7().hyphenated().encode_lower(&mut id_text);
         let method = request.method().clone();
-        let (response, operation) = self.dispatch(request, peer, &request_id).await;
+        let (response, operation) = self.dispatch(request, peer, request_id).await;
         let status = response.status().as_u16();
         let micros = started.elapsed().as_micros();
         if response.status().is_server_error() {

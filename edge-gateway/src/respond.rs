@@ -60,6 +60,8 @@ pub fn bytes(
     let mut response = Response::new(full(body));
     *response.status_mut() = status;
     let headers = response.headers_mut();
+    // Room for what is added here and by the caller, without regrowing.
+    headers.reserve(16);
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     finish(headers, request_id);

@@ -313,6 +313,12 @@ pub fn match_route(method: &str, path: &str) -> Match {
 }
 
 fn match_segments(segments: &[Segment], rest: &str) -> Option<(Vec<(&'static str, String)>, String)> {
+    // Most routes differ from the path in a literal or in length: refuse
+    // those before allocating anything (this runs for every route until one
+    // matches, on every request).
+    if !same_shape(segments, rest) {
+        return None;
+    }
     let mut parts = rest.split('/');
     let mut params = Vec::new();
     let mut canonical = String::with_capacity(rest.len() + 1);
@@ -337,6 +343,17 @@ fn match_segments(segments: &[Segment], rest: &str) -> Option<(Vec<(&'static str
         return None;
     }
     Some((params, canonical))
+}
+
+/// Whether `rest` has as many segments as the template and the same
+/// literals; parameters are checked later.
+fn same_shape(segments: &[Segment], rest: &str) -> bool {
+    let mut parts = rest.split('/');
+    segments.iter().all(|seg| match (seg, parts.next()) {
+        (Segment::Literal(lit), Some(part)) => part == *lit,
+        (Segment::Param { .. }, Some(_)) => true,
+        (_, None) => false,
+    }) && parts.next().is_none()
 }
 
 #[cfg(test)]
