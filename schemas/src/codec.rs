@@ -134,10 +134,18 @@ pub fn decode_request<T: DeserializeOwned + Validate>(bytes: &[u8]) -> Result<T,
     if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(vec![FieldError::new("body", "must be a JSON object")]);
     }
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| vec![serde_field_error(&e)])?;
-    de.end()
-        .map_err(|e| vec![FieldError::new("body", strip_position(&e.to_string()))])?;
+    let value: T = match serde_json::from_slice(bytes) {
+        Ok(value) => value,
+        // Tracking the path costs on every field and only a failure needs
+        // it: parse a refused body again, this time to name the field.
+        Err(_) => {
+            let mut de = serde_json::Deserializer::from_slice(bytes);
+            let value = serde_path_to_error::deserialize(&mut de).map_err(|e| vec![serde_field_error(&e)])?;
+            de.end()
+                .map_err(|e| vec![FieldError::new("body", strip_position(&e.to_string()))])?;
+            value
+        }
+    };
     value.validate().map_err(|e| {
         let mut out = Vec::new();
         flatten_validation("", &e, &mut out);
@@ -153,9 +161,17 @@ fn reencode_request<T: DeserializeOwned + Serialize + Validate>(bytes: &[u8]) ->
 }
 
 fn filter_response<T: DeserializeOwned + Serialize>(bytes: &[u8]) -> Result<Vec<u8>, String> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| format!("{}: {}", e.path(), e.inner()))?;
-    de.end().map_err(|e| e.to_string())?;
+    let value: T = match serde_json::from_slice(bytes) {
+        Ok(value) => value,
+        // As in `decode_request`: the path only for the log line of a refusal.
+        Err(_) => {
+            let mut de = serde_json::Deserializer::from_slice(bytes);
+            let value =
+                serde_path_to_error::deserialize(&mut de).map_err(|e| format!("{}: {}", e.path(), e.inner()))?;
+            de.end().map_err(|e| e.to_string())?;
+            value
+        }
+    };
     serde_json::to_vec(&value).map_err(|e| e.to_string())
 }
 
