@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::warn;
+use tracing::{error, warn};
 
 /// What a worker runs: a connection's future, made on the worker's thread
 /// from the worker's context.
@@ -72,17 +72,24 @@ impl<C: Send + 'static> Workers<C> {
         })
     }
 
-    /// Runs `job` on the next worker in turn.
+    /// Runs `job` on the next worker in turn (skipping any worker whose
+    /// thread has ended, which only a bug could cause).
     pub fn run<F>(&self, job: impl FnOnce(&C) -> F + Send + 'static)
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        let n = self.next.fetch_add(1, Ordering::Relaxed) % self.lanes.len();
-        let job: Job<C> = Box::new(move |context| Box::pin(job(context)));
-        if self.lanes[n].send(job).is_err() {
-            // Only after the worker's runtime failed; the connection closes.
-            warn!(worker = n, "a worker thread has stopped; connection dropped");
+        let first = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut job: Job<C> = Box::new(move |context| Box::pin(job(context)));
+        for n in (first..first + self.lanes.len()).map(|i| i % self.lanes.len()) {
+            match self.lanes[n].send(job) {
+                Ok(()) => return,
+                Err(mpsc::error::SendError(returned)) => {
+                    warn!(worker = n, "a worker thread has ended; trying the next");
+                    job = returned;
+                }
+            }
         }
+        error!("no worker thread left; connection dropped");
     }
 
     /// Stops taking work and waits up to `grace` for the workers' jobs to
@@ -110,5 +117,46 @@ async fn work<C>(mut jobs: mpsc::UnboundedReceiver<Job<C>>, context: C, abort: C
     tokio::select! {
         () = tracker.wait() => {}
         () = abort.cancelled() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn jobs_go_round_robin_and_stop_waits_for_them() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let mut ids = 0usize..;
+        let workers = Workers::start("test", 3, || ids.next().unwrap()).unwrap();
+        for _ in 0..6 {
+            let seen = Arc::clone(&seen);
+            workers.run(move |id: &usize| {
+                let id = *id;
+                async move {
+                    // Still running when `stop` is called.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    let thread = std::thread::current().name().unwrap().to_owned();
+                    seen.lock().unwrap().push((id, thread));
+                }
+            });
+        }
+        workers.stop(Duration::from_secs(10)).await;
+        let mut seen = seen.lock().unwrap().clone();
+        seen.sort();
+        let expected: Vec<(usize, String)> = [0, 0, 1, 1, 2, 2].map(|n| (n, format!("test-{n}"))).into();
+        assert_eq!(seen, expected);
+    }
+
+    #[tokio::test]
+    async fn stop_gives_up_on_jobs_that_outlive_the_grace() {
+        let workers = Workers::start("slow", 1, || ()).unwrap();
+        workers.run(|(): &()| std::future::pending::<()>());
+        let started = std::time::Instant::now();
+        workers.stop(Duration::from_millis(200)).await;
+        assert!(started.elapsed() < Duration::from_secs(2));
     }
 }
