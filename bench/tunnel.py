@@ -33,6 +33,13 @@ TUNNEL_BIN = ROOT / "target" / "release" / "rampart-tunnel"
 A_VETH, B_VETH = "198.18.2.2", "198.18.2.1"
 A_TUN, B_TUN = "198.18.200.2", "198.18.200.1"
 PORT = 51820
+# The boringtun-cli the harness installs when there is none (`bench/run`).
+BORINGTUN_VERSION = "0.7.1"
+
+
+def boringtun_path():
+    """boringtun-cli on PATH or in cargo's bin directory, or None."""
+    return shutil.which("boringtun-cli") or shutil.which(os.path.expanduser("~/.cargo/bin/boringtun-cli"))
 
 
 def sh(*args, check=True, **kw):
@@ -205,7 +212,7 @@ def measure(lab, pids, seconds):
 def bench_tunnel(runs, seconds):
     contenders = {"veth": None, "rampart": start_rampart,
                   "wireguard-go": lambda lab: start_userspace_wg(lab, "wireguard-go", ["-f"])}
-    boringtun = shutil.which("boringtun-cli") or shutil.which(os.path.expanduser("~/.cargo/bin/boringtun-cli"))
+    boringtun = boringtun_path()
     if boringtun:
         contenders["boringtun"] = lambda lab: start_userspace_wg(
             lab, boringtun, ["-f", "--disable-drop-privileges", "--threads", str(os.cpu_count() or 2)])
