@@ -21,6 +21,7 @@ import subprocess
 import tempfile
 import time
 import urllib.request
+import base64
 import uuid
 from pathlib import Path
 
@@ -41,8 +42,9 @@ def free_port():
 class Instance:
     """`rampart serve` on a temporary data directory."""
 
-    def __init__(self, data_dir):
+    def __init__(self, data_dir, env=None):
         self.data_dir = Path(data_dir)
+        self.env = {"RUST_LOG": "warn", **(env or {})}
         self.https = free_port()
         self.http = free_port()
         self.core = free_port()
@@ -54,7 +56,7 @@ class Instance:
             [str(RELEASE / "rampart"), "serve", "--data-dir", str(self.data_dir),
              "--http-addr", f"127.0.0.1:{self.http}", "--https-addr", f"127.0.0.1:{self.https}",
              "--core-addr", f"127.0.0.1:{self.core}"],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, env={**os.environ, "RUST_LOG": "warn"})
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, env={**os.environ, **self.env})
         deadline = time.time() + 60
         while time.time() < deadline:
             try:
@@ -248,3 +250,96 @@ def print_e2e(results):
         print(f"{name:22}{r['req_s']:>10.0f} ({r['req_s_min']:.0f}-{r['req_s_max']:.0f})".ljust(44)
               + f"{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f} ({r['p99_ms_min']:.1f}-{r['p99_ms_max']:.1f})"
               + f"{r['errors']:>8.0f}")
+
+
+def logged(log, message, field):
+    """The numbers `field=N` on the log lines that contain `message`."""
+    out = []
+    for line in log.splitlines():
+        if message in line and f"{field}=" in line:
+            value = line.split(f"{field}=", 1)[1].split()[0]
+            if value.isdigit():
+                out.append(int(value))
+    return out
+
+
+def bench_api_peers(devices=2000, changes=100):
+    """API change -> peer live in the tunnel, with `devices` peers present.
+
+    `rampart serve` runs a VPN server's tunnel in a namespace of its own;
+    `devices` devices are created through the API and attached, then single
+    devices are created and deleted `changes` times. The core logs, for each
+    change it hands the tunnel, the time from the API request to the
+    tunnel's acknowledgement (`live_after_us`); this reads those.
+    """
+    ns = f"rpb-api{os.getpid() % 100000}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
+    try:
+        with tempfile.TemporaryDirectory(prefix="rampart-bench-api-") as tmp:
+            os.chmod(tmp, 0o711)
+            inst = Instance(Path(tmp) / "data",
+                            {"RAMPART_TUNNEL_NETNS": ns, "RUST_LOG": "warn,core_api::tunnels=info"})
+            log = Path(tmp) / "serve.log"
+            inst.start()
+            try:
+                token, (org, _) = bootstrap(inst)
+
+                def made(path, body):
+                    status, answer = inst.request("POST", path, body, token=token)
+                    if status != 201:
+                        raise RuntimeError(f"POST {path}: {status} {answer}")
+                    return answer["id"]
+
+                server = made("/api/v1/servers", {"name": "bench", "network": "198.18.0.0/15", "port": 51820})
+                user = made(f"/api/v1/orgs/{org}/users", {"name": "Many devices"})
+                t0 = time.time()
+                for n in range(devices):
+                    key = base64.b64encode(os.urandom(32)).decode()
+                    made(f"/api/v1/users/{user}/devices", {"name": f"d{n}", "public_key": key})
+                created_s = time.time() - t0
+                for method, path in (("POST", f"/api/v1/servers/{server}/start"),
+                                     ("PUT", f"/api/v1/servers/{server}/orgs/{org}")):
+                    status, answer = inst.request(method, path, token=token)
+                    if status != 200:
+                        raise RuntimeError(f"{method} {path}: {status} {answer}")
+                t0 = time.time()
+                while sum(logged(log.read_text(), "tunnel peers changed", "upserted")) < devices:
+                    if time.time() - t0 > 60:
+                        raise RuntimeError("the attached devices did not all reach the tunnel in 60 s")
+                    time.sleep(0.02)
+                attach_s = time.time() - t0
+                before = len(logged(log.read_text(), "tunnel peers changed", "live_after_us"))
+                for n in range(changes):
+                    device = made(f"/api/v1/users/{user}/devices", {"name": f"x{n}"})
+                    status, _ = inst.request("DELETE", f"/api/v1/devices/{device}", token=token)
+                    if status != 204:
+                        raise RuntimeError(f"delete device: {status}")
+                t0 = time.time()
+                while True:
+                    single = logged(log.read_text(), "tunnel peers changed", "live_after_us")[before:]
+                    if len(single) >= 2 * changes:
+                        break
+                    if time.time() - t0 > 10:
+                        raise RuntimeError(f"only {len(single)} of {2 * changes} changes logged")
+                    time.sleep(0.02)
+            finally:
+                inst.stop()
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+    single.sort()
+    return {
+        "api_devices": devices,
+        "api_devices_created_per_s": devices / created_s,
+        "api_attach_all_live_s": attach_s,
+        "api_change_live_p50_ms": single[len(single) // 2] / 1000,
+        "api_change_live_p99_ms": single[max(0, int(len(single) * 0.99) - 1)] / 1000,
+        "api_change_live_max_ms": single[-1] / 1000,
+    }
+
+
+def print_api_peers(r):
+    print(f"  API change -> peer live, {r['api_devices']} devices present: "
+          f"p50 {r['api_change_live_p50_ms']:.2f} ms, p99 {r['api_change_live_p99_ms']:.2f} ms, "
+          f"max {r['api_change_live_max_ms']:.2f} ms; all {r['api_devices']} live {r['api_attach_all_live_s']:.2f} s "
+          "after the attach answered")
