@@ -61,6 +61,14 @@ fn builder(limits: Limits) -> auto::Builder<TokioExecutor> {
     builder
 }
 
+/// What every HTTPS connection of a listener shares.
+struct Https {
+    tls: Arc<rustls::ServerConfig>,
+    acme: Option<Acme>,
+    builder: auto::Builder<TokioExecutor>,
+    limits: Limits,
+}
+
 /// Serves HTTPS on `listener` until `shutdown`: this task accepts, and
 /// [`Limits::workers`] worker threads serve the connections, each with its
 /// own copy of `gateway` (see [`crate::workers`]).
@@ -72,24 +80,28 @@ pub async fn serve_https(
     limits: Limits,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let builder = Arc::new(builder(limits));
+    let https = Arc::new(Https {
+        tls,
+        acme,
+        builder: builder(limits),
+        limits,
+    });
     let workers = Workers::start("https", workers::count(limits.workers), || {
         Arc::new(gateway.for_worker())
     })?;
     accept_loop(listener, limits, shutdown, |tcp, peer, graceful, permit| {
-        let config = Arc::clone(&tls);
-        let acme = acme.clone();
-        let builder = Arc::clone(&builder);
-        // The socket moves to the worker's runtime.
+        // The socket leaves this runtime's reactor for the worker's.
         let tcp = match tcp.into_std() {
             Ok(tcp) => tcp,
             Err(e) => return debug!(%peer, error = %e, "handing the connection to a worker failed"),
         };
+        let https = Arc::clone(&https);
         workers.run(move |gateway| {
             let gateway = Arc::clone(gateway);
             async move {
-                let Ok(tcp) = TcpStream::from_std(tcp) else { return };
-                serve_tls(tcp, peer, config, acme, gateway, builder, limits, graceful).await;
+                if let Ok(tcp) = TcpStream::from_std(tcp) {
+                    serve_tls(&https, tcp, peer, gateway, graceful).await;
+                }
                 drop(permit);
             }
         });
@@ -101,17 +113,7 @@ pub async fn serve_https(
 
 /// One HTTPS connection: handshake (answering a TLS-ALPN-01 validation if
 /// that is what it is), then requests until either side closes.
-#[allow(clippy::too_many_arguments)]
-async fn serve_tls(
-    tcp: TcpStream,
-    peer: SocketAddr,
-    config: Arc<rustls::ServerConfig>,
-    acme: Option<Acme>,
-    gateway: Arc<Gateway>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
-    limits: Limits,
-    graceful: Watcher,
-) {
+async fn serve_tls(https: &Https, tcp: TcpStream, peer: SocketAddr, gateway: Arc<Gateway>, graceful: Watcher) {
     let handshake = async {
         // Read the ClientHello first: a TLS-ALPN-01 validation may be for an
         // order another host started, so its certificate may first have to
@@ -119,14 +121,14 @@ async fn serve_tls(
         let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp).await?;
         let hello = start.client_hello();
         let challenge = crate::tls::offers_acme_alpn(&hello);
-        if challenge && let (Some(acme), Some(name)) = (&acme, hello.server_name()) {
+        if challenge && let (Some(acme), Some(name)) = (&https.acme, hello.server_name()) {
             let name = name.to_owned();
             acme.prepare_alpn(&name).await;
         }
-        let stream = start.into_stream(config).await?;
+        let stream = start.into_stream(Arc::clone(&https.tls)).await?;
         Ok::<_, std::io::Error>((stream, challenge))
     };
-    let tls = match tokio::time::timeout(limits.header_timeout, handshake).await {
+    let tls = match tokio::time::timeout(https.limits.header_timeout, handshake).await {
         Ok(Ok((_, true))) => {
             // RFC 8737: the validation ends with the handshake; dropping the
             // stream closes the connection.
@@ -140,7 +142,7 @@ async fn serve_tls(
         let gateway = Arc::clone(&gateway);
         async move { Ok::<_, Infallible>(gateway.handle(request, peer).await) }
     });
-    let conn = builder.serve_connection(TokioIo::new(tls), service);
+    let conn = https.builder.serve_connection(TokioIo::new(tls), service);
     if let Err(e) = graceful.watch(conn.into_owned()).await {
         debug!(%peer, error = %e, "connection ended with an error");
     }
