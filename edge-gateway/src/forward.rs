@@ -6,6 +6,7 @@
 //! the client sent crosses.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -18,6 +19,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use schemas::wire;
 
+use crate::loopback::{Loopback, LoopbackError};
 use crate::secret::OriginSecret;
 
 /// The largest answer the edge accepts from the core.
@@ -26,9 +28,12 @@ const MAX_CORE_RESPONSE: usize = 16 * 1024 * 1024;
 /// Why a forwarded request got no usable answer.
 #[derive(Debug, thiserror::Error)]
 pub enum ForwardError {
-    /// The core could not be reached.
+    /// The core could not be reached, or the connection failed.
     #[error("core unreachable: {0}")]
-    Unreachable(#[source] hyper_util::client::legacy::Error),
+    Unreachable(String),
+    /// The request could not be written (a bug, not client input).
+    #[error("the forwarded request: {0}")]
+    Request(&'static str),
     /// The core did not answer in time.
     #[error("core did not answer within {0:?}")]
     Timeout(Duration),
@@ -55,7 +60,11 @@ pub struct CoreAnswer {
 /// [`CoreClient::with_own_pool`] makes one that does not.
 #[derive(Debug, Clone)]
 pub struct CoreClient {
+    /// Whole exchanges.
+    loopback: Arc<Loopback>,
+    /// Event streams only.
     client: Client<HttpConnector, Full<Bytes>>,
+    addr: SocketAddr,
     authority: String,
     proof: HeaderValue,
     timeout: Duration,
@@ -74,7 +83,9 @@ impl CoreClient {
     /// A client for the core at `addr`.
     pub fn new(addr: SocketAddr, secret: &OriginSecret, timeout: Duration) -> Self {
         Self {
+            loopback: Arc::new(Loopback::new(addr)),
             client: pooled_client(),
+            addr,
             authority: addr.to_string(),
             proof: secret.header_value(),
             timeout,
@@ -86,6 +97,7 @@ impl CoreClient {
     /// always driven by the same thread, without waking another.
     pub fn with_own_pool(&self) -> Self {
         Self {
+            loopback: Arc::new(Loopback::new(self.addr)),
             client: pooled_client(),
             ..self.clone()
         }
@@ -101,14 +113,74 @@ impl CoreClient {
         body: Option<Bytes>,
         from: Provenance<'_>,
     ) -> Result<CoreAnswer, ForwardError> {
-        let request = self.build(method, path_and_query, client_headers, body, from)?;
-        let exchange = async {
-            let response = self.client.request(request).await.map_err(ForwardError::Unreachable)?;
-            collect(response).await
-        };
-        tokio::time::timeout(self.timeout, exchange)
+        let request = self.encode(&method, path_and_query, client_headers, body.as_ref(), from)?;
+        let exchange = self
+            .loopback
+            .exchange(&request, method == Method::HEAD, MAX_CORE_RESPONSE);
+        let answer = tokio::time::timeout(self.timeout, exchange)
             .await
             .map_err(|_| ForwardError::Timeout(self.timeout))?
+            .map_err(|e| match e {
+                LoopbackError::Protocol(why) => ForwardError::Body(why),
+                other => ForwardError::Unreachable(other.to_string()),
+            })?;
+        Ok(CoreAnswer {
+            status: answer.status,
+            headers: answer.headers,
+            body: answer.body,
+        })
+    }
+
+    /// The whole HTTP/1.1 request for the loopback hop: the request line,
+    /// `host`, the allow-listed client headers, the edge's own three, and
+    /// the body. Every header value has passed `HeaderValue`'s checks, and
+    /// the target is refused unless it is visible ASCII, so nothing can
+    /// split the request.
+    fn encode(
+        &self,
+        method: &Method,
+        path_and_query: &str,
+        client_headers: &HeaderMap,
+        body: Option<&Bytes>,
+        from: Provenance<'_>,
+    ) -> Result<Vec<u8>, ForwardError> {
+        use std::io::Write;
+        if !path_and_query.starts_with('/') || !path_and_query.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ForwardError::Request("the target is not a canonical path"));
+        }
+        let mut headers = HeaderMap::with_capacity(8);
+        copy_allowed(client_headers, &mut headers);
+        let body_len = body.map_or(0, Bytes::len);
+        let mut out = Vec::with_capacity(512 + body_len);
+        let _ = write!(
+            out,
+            "{method} {path_and_query} HTTP/1.1\r\nhost: {}\r\n{}: {}\r\n{}: {}\r\n{}: ",
+            self.authority,
+            wire::CLIENT_ADDR,
+            from.client,
+            wire::REQUEST_ID,
+            from.request_id,
+            wire::ORIGIN_PROOF,
+        );
+        out.extend_from_slice(self.proof.as_bytes());
+        out.extend_from_slice(b"\r\n");
+        for (name, value) in &headers {
+            out.extend_from_slice(name.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        if body.is_some() {
+            out.extend_from_slice(b"content-type: application/json\r\n");
+        }
+        if body.is_some() || !matches!(*method, Method::GET | Method::HEAD) {
+            let _ = write!(out, "content-length: {body_len}\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        if let Some(body) = body {
+            out.extend_from_slice(body);
+        }
+        Ok(out)
     }
 
     /// Opens an event stream: a GET whose successful answer is
@@ -124,7 +196,11 @@ impl CoreClient {
     ) -> Result<Streamed, ForwardError> {
         let request = self.build(Method::GET, path_and_query, client_headers, None, from)?;
         let exchange = async {
-            let response = self.client.request(request).await.map_err(ForwardError::Unreachable)?;
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|e| ForwardError::Unreachable(e.to_string()))?;
             let is_stream = response.status() == StatusCode::OK
                 && response
                     .headers()

@@ -314,7 +314,7 @@ fn unanswered(route: &Route, e: &ForwardError, request_id: &str) -> Response<Bod
     let kind = match e {
         ForwardError::Timeout(_) => Kind::GatewayTimeout,
         ForwardError::Unreachable(_) => Kind::Unavailable,
-        ForwardError::Body(_) | ForwardError::Build(_) => Kind::BadGateway,
+        ForwardError::Body(_) | ForwardError::Build(_) | ForwardError::Request(_) => Kind::BadGateway,
     };
     respond::error(kind, "the control plane did not answer", request_id)
 }

@@ -11,7 +11,8 @@
 //! - [`server`]: accept loops and connection limits.
 //! - [`gateway`]: the HTTPS request pipeline (match, validate, forward, filter).
 //! - [`redirect`]: the plain-HTTP listener.
-//! - [`forward`]: the pooled loopback client to the core.
+//! - [`forward`]: what crosses to the core, and how its answers come back.
+//! - [`loopback`]: the lean HTTP/1.1 client for that hop.
 //! - [`respond`]: problem documents and the headers on every answer.
 //! - [`throttle`]: per-address limits on sign-in and setup.
 //! - [`tls`]: rustls configuration and the swappable certificate.
@@ -23,6 +24,7 @@ pub mod assets;
 pub mod config;
 pub mod forward;
 pub mod gateway;
+pub mod loopback;
 pub mod redirect;
 pub mod respond;
 pub mod sandbox;
