@@ -283,15 +283,29 @@ pub enum Match {
     NotFound,
 }
 
+/// The most segments a path may have; no route has nearly as many.
+const MAX_SEGMENTS: usize = 16;
+
 /// Matches a request's method and path (without the query) against the table.
 pub fn match_route(method: &str, path: &str) -> Match {
     let Some(rest) = path.strip_prefix('/') else {
         return Match::NotFound;
     };
+    // Split once, on the stack: every route is compared with these.
+    let mut split = [""; MAX_SEGMENTS];
+    let mut count = 0;
+    for part in rest.split('/') {
+        let Some(slot) = split.get_mut(count) else {
+            return Match::NotFound;
+        };
+        *slot = part;
+        count += 1;
+    }
+    let parts = &split[..count];
     let method = Method::parse(method);
     let mut allow = Vec::new();
     for (route, segments) in ROUTES.iter().zip(COMPILED.iter()) {
-        let Some((params, canonical_path)) = match_segments(segments, rest) else {
+        let Some((params, canonical_path)) = match_segments(segments, parts) else {
             continue;
         };
         if Some(route.method) == method {
@@ -312,26 +326,24 @@ pub fn match_route(method: &str, path: &str) -> Match {
     }
 }
 
-fn match_segments(segments: &[Segment], rest: &str) -> Option<(Vec<(&'static str, String)>, String)> {
-    // Most routes differ from the path in a literal or in length: refuse
+fn match_segments(segments: &[Segment], parts: &[&str]) -> Option<(Vec<(&'static str, String)>, String)> {
+    // Most routes differ from the path in length or in a literal: refuse
     // those before allocating anything (this runs for every route until one
     // matches, on every request).
-    if !same_shape(segments, rest) {
+    let same_shape = segments.len() == parts.len()
+        && segments.iter().zip(parts).all(|(seg, part)| match seg {
+            Segment::Literal(lit) => part == lit,
+            Segment::Param { .. } => true,
+        });
+    if !same_shape {
         return None;
     }
-    let mut parts = rest.split('/');
     let mut params = Vec::new();
-    let mut canonical = String::with_capacity(rest.len() + 1);
-    for seg in segments {
-        let part = parts.next()?;
+    let mut canonical = String::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
+    for (seg, part) in segments.iter().zip(parts) {
         canonical.push('/');
         match seg {
-            Segment::Literal(lit) => {
-                if part != *lit {
-                    return None;
-                }
-                canonical.push_str(lit);
-            }
+            Segment::Literal(lit) => canonical.push_str(lit),
             Segment::Param { name, kind } => {
                 let value = kind.canonical(part)?;
                 canonical.push_str(&value);
@@ -339,21 +351,7 @@ fn match_segments(segments: &[Segment], rest: &str) -> Option<(Vec<(&'static str
             }
         }
     }
-    if parts.next().is_some() {
-        return None;
-    }
     Some((params, canonical))
-}
-
-/// Whether `rest` has as many segments as the template and the same
-/// literals; parameters are checked later.
-fn same_shape(segments: &[Segment], rest: &str) -> bool {
-    let mut parts = rest.split('/');
-    segments.iter().all(|seg| match (seg, parts.next()) {
-        (Segment::Literal(lit), Some(part)) => part == *lit,
-        (Segment::Param { .. }, Some(_)) => true,
-        (_, None) => false,
-    }) && parts.next().is_none()
 }
 
 #[cfg(test)]
@@ -365,7 +363,11 @@ mod tests {
     fn every_template_compiles_and_is_unique() {
         let mut seen = std::collections::HashSet::new();
         for route in ROUTES {
-            compile(route.path);
+            assert!(
+                compile(route.path).len() <= MAX_SEGMENTS,
+                "{}: too many segments",
+                route.path
+            );
             assert!(
                 seen.insert((route.method, openapi_path(route.path))),
                 "duplicate route {} {}",
@@ -408,6 +410,8 @@ mod tests {
         assert!(matches!(match_route("GET", "/api/v1/orgs/"), Match::NotFound));
         assert!(matches!(match_route("GET", "/api/v1/nope"), Match::NotFound));
         assert!(matches!(match_route("GET", "//api/v1/orgs"), Match::NotFound));
+        assert!(matches!(match_route("GET", &"/api".repeat(10_000)), Match::NotFound));
+        assert!(matches!(match_route("GET", &"/".repeat(10_000)), Match::NotFound));
         match match_route("PUT", "/api/v1/orgs") {
             Match::MethodNotAllowed { allow } => assert_eq!(allow, [Method::Get, Method::Post]),
             other => panic!("{other:?}"),
