@@ -12,6 +12,7 @@ with the core stopped, because creating a million through the API would take
 most of an hour on this machine. Everything listens on 127.0.0.1.
 """
 
+import base64
 import json
 import os
 import signal
@@ -21,7 +22,6 @@ import subprocess
 import tempfile
 import time
 import urllib.request
-import base64
 import uuid
 from pathlib import Path
 

@@ -194,7 +194,7 @@ impl CoreClient {
         client_headers: &HeaderMap,
         from: Provenance<'_>,
     ) -> Result<Streamed, ForwardError> {
-        let request = self.build(Method::GET, path_and_query, client_headers, None, from)?;
+        let request = self.stream_request(path_and_query, client_headers, from)?;
         let exchange = async {
             let response = self
                 .client
@@ -217,19 +217,16 @@ impl CoreClient {
             .map_err(|_| ForwardError::Timeout(self.timeout))?
     }
 
-    fn build(
+    /// The request that opens an event stream, for hyper: a bodiless GET
+    /// with the same headers [`CoreClient::encode`] writes.
+    fn stream_request(
         &self,
-        method: Method,
         path_and_query: &str,
         client_headers: &HeaderMap,
-        body: Option<Bytes>,
         from: Provenance<'_>,
     ) -> Result<Request<Full<Bytes>>, ForwardError> {
-        let mut uri = String::with_capacity(7 + self.authority.len() + path_and_query.len());
-        uri.push_str("http://");
-        uri.push_str(&self.authority);
-        uri.push_str(path_and_query);
-        let mut builder = Request::builder().method(method).uri(uri);
+        let uri = format!("http://{}{}", self.authority, path_and_query);
+        let mut builder = Request::builder().method(Method::GET).uri(uri);
         let headers = builder
             .headers_mut()
             .ok_or_else(|| ForwardError::Body("request builder failed".into()))?;
@@ -241,14 +238,7 @@ impl CoreClient {
         if let Ok(v) = HeaderValue::from_str(from.request_id) {
             headers.insert(wire::REQUEST_ID, v);
         }
-        let body = match body {
-            Some(bytes) => {
-                headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-                Full::new(bytes)
-            }
-            None => Full::new(Bytes::new()),
-        };
-        Ok(builder.body(body)?)
+        Ok(builder.body(Full::new(Bytes::new()))?)
     }
 }
 

@@ -42,9 +42,13 @@ pub enum LoopbackError {
     /// The connection failed while sending or receiving.
     #[error("talking to the core: {0}")]
     Io(#[from] std::io::Error),
-    /// The connection closed before a whole answer arrived.
-    #[error("the core closed the connection {0}")]
-    Closed(&'static str),
+    /// The request could not be written, or the connection closed before
+    /// any of the answer arrived.
+    #[error("the core closed the connection before answering")]
+    Unanswered,
+    /// The connection closed in the middle of the answer.
+    #[error("the core closed the connection in the middle of an answer")]
+    Truncated,
     /// The answer is not one this client accepts.
     #[error("the core's answer: {0}")]
     Protocol(String),
@@ -79,13 +83,16 @@ impl Loopback {
 
     /// Sends `request` (a whole HTTP/1.1 request, head and body) and reads
     /// the answer, whose body may be at most `max_body` bytes; `bodiless`
-    /// says the request was a HEAD. A reused connection that the core
-    /// closed before answering (it closes idle ones) is replaced once: the
-    /// core never saw that request.
+    /// says the request was a HEAD. On a reused connection, a failed write
+    /// or a close before any byte of answer means the core had closed it
+    /// (when it stopped, or while it was idle) and the close was not yet
+    /// seen: the request goes once more, on a new connection. (Were the
+    /// core to die while handling it, the new connection finds the core
+    /// gone or restarted.)
     pub async fn exchange(&self, request: &[u8], bodiless: bool, max_body: usize) -> Result<Answer, LoopbackError> {
         if let Some(conn) = self.take_idle() {
             match self.exchange_on(conn, request, bodiless, max_body).await {
-                Err(LoopbackError::Closed("before answering")) => {}
+                Err(LoopbackError::Unanswered) => {}
                 done => return done,
             }
         }
@@ -122,16 +129,16 @@ impl Loopback {
     ) -> Result<Answer, LoopbackError> {
         if conn.write_all(request).await.is_err() {
             // Nothing the core could act on arrived.
-            return Err(LoopbackError::Closed("before answering"));
+            return Err(LoopbackError::Unanswered);
         }
         let mut buf = BytesMut::with_capacity(4096);
         let (head, reusable) = loop {
             if conn.read_buf(&mut buf).await? == 0 {
-                return Err(LoopbackError::Closed(if buf.is_empty() {
-                    "before answering"
+                return Err(if buf.is_empty() {
+                    LoopbackError::Unanswered
                 } else {
-                    "in the middle of an answer"
-                }));
+                    LoopbackError::Truncated
+                });
             }
             if let Some(head) = parse_head(&buf, bodiless)? {
                 break head;
@@ -147,7 +154,7 @@ impl Loopback {
         buf.reserve(total.saturating_sub(buf.len()));
         while buf.len() < total {
             if conn.read_buf(&mut buf).await? == 0 {
-                return Err(LoopbackError::Closed("in the middle of an answer"));
+                return Err(LoopbackError::Truncated);
             }
         }
         if buf.len() > total {
@@ -320,20 +327,15 @@ mod tests {
     #[tokio::test]
     async fn oversized_and_trailing_answers_fail() {
         let big: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 5000\r\n\r\n";
-        let client = Loopback::new(core(big, 1).await.0);
-        let e = client
-            .exchange(b"GET / HTTP/1.1\r\n\r\n", false, 1024)
-            .await
-            .unwrap_err();
-        assert!(matches!(e, LoopbackError::Protocol(_)), "{e:?}");
-        assert!(client.idle.lock().unwrap().is_empty());
-
-        let extra: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\nab";
-        let client = Loopback::new(core(extra, 1).await.0);
-        let e = client
-            .exchange(b"GET / HTTP/1.1\r\n\r\n", false, 1024)
-            .await
-            .unwrap_err();
-        assert!(matches!(e, LoopbackError::Protocol(_)), "{e:?}");
+        let trailing: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\nab";
+        for answer in [big, trailing] {
+            let client = Loopback::new(core(answer, 1).await.0);
+            let e = client
+                .exchange(b"GET / HTTP/1.1\r\n\r\n", false, 1024)
+                .await
+                .unwrap_err();
+            assert!(matches!(e, LoopbackError::Protocol(_)), "{e:?}");
+            assert!(client.idle.lock().unwrap().is_empty());
+        }
     }
 }

@@ -134,18 +134,11 @@ pub fn decode_request<T: DeserializeOwned + Validate>(bytes: &[u8]) -> Result<T,
     if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(vec![FieldError::new("body", "must be a JSON object")]);
     }
-    let value: T = match serde_json::from_slice(bytes) {
-        Ok(value) => value,
-        // Tracking the path costs on every field and only a failure needs
-        // it: parse a refused body again, this time to name the field.
-        Err(_) => {
-            let mut de = serde_json::Deserializer::from_slice(bytes);
-            let value = serde_path_to_error::deserialize(&mut de).map_err(|e| vec![serde_field_error(&e)])?;
-            de.end()
-                .map_err(|e| vec![FieldError::new("body", strip_position(&e.to_string()))])?;
-            value
-        }
-    };
+    let value: T = parse_whole(
+        bytes,
+        |e| vec![serde_field_error(&e)],
+        |e| vec![FieldError::new("body", strip_position(&e.to_string()))],
+    )?;
     value.validate().map_err(|e| {
         let mut out = Vec::new();
         flatten_validation("", &e, &mut out);
@@ -161,18 +154,26 @@ fn reencode_request<T: DeserializeOwned + Serialize + Validate>(bytes: &[u8]) ->
 }
 
 fn filter_response<T: DeserializeOwned + Serialize>(bytes: &[u8]) -> Result<Vec<u8>, String> {
-    let value: T = match serde_json::from_slice(bytes) {
-        Ok(value) => value,
-        // As in `decode_request`: the path only for the log line of a refusal.
-        Err(_) => {
-            let mut de = serde_json::Deserializer::from_slice(bytes);
-            let value =
-                serde_path_to_error::deserialize(&mut de).map_err(|e| format!("{}: {}", e.path(), e.inner()))?;
-            de.end().map_err(|e| e.to_string())?;
-            value
-        }
-    };
+    let value: T = parse_whole(bytes, |e| format!("{}: {}", e.path(), e.inner()), |e| e.to_string())?;
     serde_json::to_vec(&value).map_err(|e| e.to_string())
+}
+
+/// Parses all of `bytes` as one `T`. Plain `serde_json` first: tracking the
+/// field path costs on every field and only a refusal needs it, so a
+/// refused document is parsed again with the path, for `in_field` to
+/// describe; `trailing` describes bytes after the document.
+fn parse_whole<T: DeserializeOwned, E>(
+    bytes: &[u8],
+    in_field: impl FnOnce(serde_path_to_error::Error<serde_json::Error>) -> E,
+    trailing: impl FnOnce(serde_json::Error) -> E,
+) -> Result<T, E> {
+    if let Ok(value) = serde_json::from_slice(bytes) {
+        return Ok(value);
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(in_field)?;
+    de.end().map_err(trailing)?;
+    Ok(value)
 }
 
 /// Turns a serde error into the field it concerns and a message without
