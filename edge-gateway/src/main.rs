@@ -16,13 +16,27 @@ use tracing_subscriber::EnvFilter;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// The log filter: `RUST_LOG`, or `info`. rustls warns about every client
+/// whose SNI is malformed (an IP address, say), which would let anyone fill
+/// the log with one line per handshake; its warnings are off unless
+/// `RUST_LOG` names rustls itself.
+fn log_filter(rust_log: Option<&str>) -> EnvFilter {
+    let wanted = rust_log.filter(|s| !s.trim().is_empty()).unwrap_or("info");
+    let directives = if wanted.contains("rustls") {
+        wanted.to_owned()
+    } else {
+        format!("{wanted},rustls=error")
+    };
+    EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info,rustls=error"))
+}
+
 /// Exit status for a configuration the edge refuses (sysexits EX_USAGE).
 const EXIT_USAGE: u8 = 64;
 
 fn main() -> ExitCode {
     let config = EdgeConfig::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rustls=error")))
+        .with_env_filter(log_filter(std::env::var("RUST_LOG").ok().as_deref()))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();

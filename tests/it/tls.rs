@@ -171,3 +171,39 @@ async fn acme_tls_alpn_handshakes_get_only_the_challenge_certificate_and_are_clo
         "no certificate without a challenge: {text}"
     );
 }
+
+/// rustls warns about every ClientHello whose SNI is an IP address. That is
+/// a line in the log per handshake, for anyone who asks; the edge keeps
+/// rustls's warnings out of the log even when `RUST_LOG` asks for warnings
+/// in general, and still serves the client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs openssl; .ci/run runs it"]
+async fn clients_cannot_fill_the_log_with_malformed_sni() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+
+    let rampart = harness::Rampart::start_with(|cmd| {
+        cmd.env("RUST_LOG", "warn");
+    })
+    .await;
+    for _ in 0..5 {
+        let mut child = Command::new("openssl")
+            .args(["s_client", "-connect", &rampart.ports.https.to_string()])
+            .args(["-servername", "127.0.0.1", "-quiet"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let _ = child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n");
+        let out = child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    }
+    let log = rampart.log();
+    assert!(!log.contains("SNI"), "{log}");
+}
