@@ -8,10 +8,12 @@
 //! abstract-socket scoping and the newer filesystem rights are applied where
 //! the kernel has them, and the [`Report`] says which.
 //!
-//! [`probe`] holds the escape probes the tests run inside a sandboxed process.
+//! [`seccomp`] adds a system-call deny-list on top. [`probe`] holds the
+//! escape probes the tests run inside a sandboxed process.
 
 pub mod handoff;
 pub mod probe;
+pub mod seccomp;
 
 use std::path::PathBuf;
 

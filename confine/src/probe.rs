@@ -5,7 +5,8 @@
 //! denied by the sandbox (`EACCES`/`EPERM`), not merely absent or refused.
 //!
 //! SPEC is a comma-separated list of `read=PATH`, `write=PATH`,
-//! `connect=ADDR`, `bind=ADDR`, `exec=PATH` and `signal=PID`.
+//! `connect=ADDR`, `bind=ADDR`, `exec=PATH`, `signal=PID` and `chroot=PATH`
+//! (a system call the seccomp deny-list refuses).
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -30,6 +31,8 @@ pub enum Attempt {
     Exec(PathBuf),
     /// Signal 0 (the permission check of kill(2), nothing delivered).
     Signal(i32),
+    /// chroot(2): allowed to root without a filter, refused with one.
+    Chroot(PathBuf),
 }
 
 /// What happened.
@@ -61,6 +64,7 @@ pub fn parse(spec: &str) -> Result<Vec<Attempt>, String> {
                 "bind" => Attempt::Bind(addr()?),
                 "exec" => Attempt::Exec(value.into()),
                 "signal" => Attempt::Signal(value.parse().map_err(|e| format!("{item:?}: {e}"))?),
+                "chroot" => Attempt::Chroot(value.into()),
                 other => return Err(format!("unknown probe {other:?}")),
             })
         })
@@ -92,6 +96,7 @@ pub fn attempt(a: &Attempt) -> Outcome {
                 .map(drop),
         ),
         Attempt::Signal(pid) => (format!("signal {pid}"), signal0(*pid)),
+        Attempt::Chroot(p) => (format!("chroot {}", p.display()), std::os::unix::fs::chroot(p)),
     };
     let denied = matches!(&result, Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied);
     Outcome {

@@ -102,8 +102,9 @@ pub struct EdgeConfig {
     )]
     pub acme_connect_port: Vec<u16>,
 
-    /// Run without the Landlock sandbox. The edge refuses to start when the
-    /// kernel cannot enforce it; this flag starts it anyway, loudly.
+    /// Run without the Landlock sandbox and the seccomp filter. The edge
+    /// refuses to start when the kernel cannot enforce them; this flag
+    /// starts it anyway, loudly.
     #[arg(long, env = "RAMPART_DANGER_NO_SANDBOX")]
     pub danger_no_sandbox: bool,
 

@@ -115,13 +115,14 @@ fn run(config: EdgeConfig) -> anyhow::Result<()> {
 
 fn sandbox(config: &EdgeConfig) -> anyhow::Result<()> {
     if config.danger_no_sandbox {
-        tracing::warn!("running WITHOUT the Landlock sandbox (--danger-no-sandbox)");
+        tracing::warn!("running WITHOUT the Landlock sandbox or the seccomp filter (--danger-no-sandbox)");
         return Ok(());
     }
+    let refuse = "the edge will not run unsandboxed; --danger-no-sandbox overrides this";
     let policy = edge_gateway::sandbox::policy(config).context("preparing the sandbox")?;
-    let report =
-        confine::apply(&policy).context("the edge will not run unsandboxed; --danger-no-sandbox overrides this")?;
-    tracing::info!(%report, "sandboxed");
+    let report = confine::apply(&policy).context(refuse)?;
+    let refused = confine::seccomp::deny_kernel_surface().context(refuse)?;
+    tracing::info!(%report, seccomp = %format!("{refused} system calls refused"), "sandboxed");
     Ok(())
 }
 

@@ -80,6 +80,8 @@ async fn the_edge_cannot_leave_its_sandbox() {
         format!("bind=127.0.0.1:{}", free_port()),
         "exec=/bin/sh".to_owned(),
         format!("signal={core_pid}"),
+        // Refused by the seccomp deny-list (root could otherwise).
+        "chroot=/".to_owned(),
         // Controls: what the edge needs still works.
         format!("read={}", data.join("edge/tls/cert.pem").display()),
         format!("connect={}", rampart.ports.core),
@@ -98,9 +100,22 @@ async fn the_edge_cannot_leave_its_sandbox() {
     }
     assert_denied(&r, "exec /bin/sh");
     assert_denied(&r, &format!("signal {core_pid}"));
+    assert_denied(&r, "chroot /");
     assert_allowed(&r, &format!("read {}", data.join("edge/tls/cert.pem").display()));
     assert_allowed(&r, &format!("connect {}", rampart.ports.core));
     assert!(!outside.path().join("dropped").exists());
+
+    // The control for chroot: as root and without the sandbox the same
+    // attempt works, so the denial above is the seccomp filter's.
+    if rustix::process::geteuid().is_root() {
+        let out = Command::new(bin("rampart-edge"))
+            .args(&args)
+            .args(["--danger-no-sandbox", "--probe-sandbox", "chroot=/"])
+            .output()
+            .unwrap();
+        let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(line["allowed"], true, "unsandboxed chroot as root: {line}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

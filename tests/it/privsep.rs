@@ -147,7 +147,8 @@ async fn each_process_runs_as_its_own_user_without_capabilities() {
     let edge = rampart.child_pid("rampart-edge").expect("edge runs");
     let core = rampart.child_pid("rampart-core").expect("core runs");
     let tunnel = serving_tunnel(&rampart, 0);
-    assert_runs_as(edge, "rampart-edge");
+    let e = assert_runs_as(edge, "rampart-edge");
+    assert_eq!(e.seccomp, 2, "the edge runs under its seccomp deny-list");
     assert_runs_as(core, "rampart-core");
     let t = assert_runs_as(tunnel, "rampart-tunnel");
     assert_eq!(t.cap_bnd, 0, "the tunnel cannot regain anything: {t:?}");
