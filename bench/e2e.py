@@ -44,7 +44,7 @@ class Instance:
 
     def __init__(self, data_dir, env=None):
         self.data_dir = Path(data_dir)
-        self.env = {"RUST_LOG": "warn,rustls=error", **(env or {})}
+        self.env = {"RUST_LOG": "warn", **(env or {})}
         self.https = free_port()
         self.http = free_port()
         self.core = free_port()
@@ -279,7 +279,7 @@ def bench_api_peers(devices=2000, changes=100):
         with tempfile.TemporaryDirectory(prefix="rampart-bench-api-") as tmp:
             os.chmod(tmp, 0o711)
             inst = Instance(Path(tmp) / "data",
-                            {"RAMPART_TUNNEL_NETNS": ns, "RUST_LOG": "warn,rustls=error,core_api::tunnels=info"})
+                            {"RAMPART_TUNNEL_NETNS": ns, "RUST_LOG": "warn,core_api::tunnels=info"})
             log = Path(tmp) / "serve.log"
             inst.start()
             try:

@@ -129,7 +129,8 @@ fn programs() -> Result<[BpfProgram; 2], Error> {
 
 /// Loads the filters on the calling thread; threads it starts afterwards
 /// inherit them. Needs `no_new_privs`, which [`crate::apply`] has set.
-/// Returns how many system calls are refused, for the start-up log.
+/// Returns how many system calls it refuses (`clone` only with a
+/// new-namespace flag), for the start-up log.
 pub fn deny_kernel_surface() -> Result<usize, Error> {
     for program in programs()? {
         seccompiler::apply_filter(&program).map_err(err)?;

@@ -122,7 +122,7 @@ fn sandbox(config: &EdgeConfig) -> anyhow::Result<()> {
     let policy = edge_gateway::sandbox::policy(config).context("preparing the sandbox")?;
     let report = confine::apply(&policy).context(refuse)?;
     let refused = confine::seccomp::deny_kernel_surface().context(refuse)?;
-    tracing::info!(%report, seccomp = %format!("{refused} system calls refused"), "sandboxed");
+    tracing::info!(%report, seccomp_refused_syscalls = refused, "sandboxed");
     Ok(())
 }
 
