@@ -88,12 +88,11 @@ pub struct Ports {
 impl Ports {
     /// Three fresh loopback ports.
     pub fn fresh() -> Self {
-        let at = |p| SocketAddr::from(([127, 0, 0, 1], p));
-        Self {
-            http: at(free_port()),
-            https: at(free_port()),
-            core: at(free_port()),
-        }
+        // All three held at once: one after another, the kernel may hand
+        // out the same port twice (it did: core and HTTPS collided).
+        let held: [TcpListener; 3] = std::array::from_fn(|_| TcpListener::bind("127.0.0.1:0").unwrap());
+        let [http, https, core] = held.map(|l| l.local_addr().unwrap());
+        Self { http, https, core }
     }
 }
 
