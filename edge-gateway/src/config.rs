@@ -56,6 +56,13 @@ pub struct EdgeConfig {
     #[arg(long, env = "RAMPART_EDGE_WORKERS", default_value_t = 0)]
     pub workers: usize,
 
+    /// Most requests sent together on one connection to the core, as an
+    /// HTTP/1.1 pipeline: requests made in the same turn of a worker share
+    /// one write (docs/performance.md). 1 sends each on its own connection.
+    #[arg(long, env = "RAMPART_CORE_BATCH", default_value_t = crate::loopback::DEFAULT_BATCH,
+          value_parser = parse_batch)]
+    pub core_batch: usize,
+
     /// Largest request head (request line and headers), in bytes.
     #[arg(long, env = "RAMPART_MAX_HEADER_BYTES", default_value_t = 16 * 1024)]
     pub max_header_bytes: usize,
@@ -113,6 +120,14 @@ pub struct EdgeConfig {
     /// print one JSON line each and exit.
     #[arg(long, hide = true)]
     pub probe_sandbox: Option<String>,
+}
+
+/// A batch size from 1 to 256.
+fn parse_batch(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n @ 1..=256) => Ok(n),
+        _ => Err(format!("{text:?} is not a number from 1 to 256")),
+    }
 }
 
 /// Parses `500ms`, `10s`, `2m` or a bare number of seconds.

@@ -65,6 +65,7 @@ pub struct CoreClient {
     /// Event streams only.
     client: Client<HttpConnector, Full<Bytes>>,
     addr: SocketAddr,
+    batch: usize,
     authority: String,
     proof: HeaderValue,
     timeout: Duration,
@@ -81,11 +82,13 @@ pub struct Provenance<'a> {
 
 impl CoreClient {
     /// A client for the core at `addr`.
-    pub fn new(addr: SocketAddr, secret: &OriginSecret, timeout: Duration) -> Self {
+    /// `batch`: the most requests sent together on one connection.
+    pub fn new(addr: SocketAddr, secret: &OriginSecret, timeout: Duration, batch: usize) -> Self {
         Self {
-            loopback: Arc::new(Loopback::new(addr)),
+            loopback: Arc::new(Loopback::new(addr, batch)),
             client: pooled_client(),
             addr,
+            batch,
             authority: addr.to_string(),
             proof: secret.header_value(),
             timeout,
@@ -97,7 +100,7 @@ impl CoreClient {
     /// always driven by the same thread, without waking another.
     pub fn with_own_pool(&self) -> Self {
         Self {
-            loopback: Arc::new(Loopback::new(self.addr)),
+            loopback: Arc::new(Loopback::new(self.addr, self.batch)),
             client: pooled_client(),
             ..self.clone()
         }
@@ -122,6 +125,8 @@ impl CoreClient {
             .map_err(|_| ForwardError::Timeout(self.timeout))?
             .map_err(|e| match e {
                 LoopbackError::Protocol(why) => ForwardError::Body(why),
+                // The core may have acted on it: not "unreachable".
+                LoopbackError::Abandoned => ForwardError::Body(e.to_string()),
                 other => ForwardError::Unreachable(other.to_string()),
             })?;
         Ok(CoreAnswer {

@@ -88,7 +88,7 @@ impl BoundEdge {
         }
         let store = Arc::new(CertStore::new(key));
         let tls = tls::server_config(Arc::clone(&store)).context("building the TLS configuration")?;
-        let core = CoreClient::new(config.core_addr, secret, config.core_timeout);
+        let core = CoreClient::new(config.core_addr, secret, config.core_timeout, config.core_batch);
         let acme = Acme::new(
             CoreLink::new(core.clone()),
             Arc::clone(&store),

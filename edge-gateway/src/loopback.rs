@@ -4,27 +4,37 @@
 //! answered by the core with a whole body of known length. For that, a
 //! general client (a pool keyed by host, a task per connection, channels
 //! between them) was half of the edge's cost per request. Here each HTTPS
-//! worker keeps its own set of idle connections; an exchange takes one,
-//! writes the request in one call, reads the answer with `httparse` and puts
-//! the connection back. Event streams, which never end, still go through
-//! hyper (see `forward::CoreClient::open_stream`).
+//! worker keeps its own connections; event streams, which never end, still
+//! go through hyper (see `forward::CoreClient::open_stream`).
+//!
+//! **Batches.** Requests a worker makes before its next turn at the
+//! connection's writer (in practice: in the same pass over the connections
+//! that had something to read) share one connection and one `write`, as an
+//! HTTP/1.1 pipeline; the core reads them with one `read` and answers them
+//! in order. Sending on loopback runs the receiver's TCP input in the
+//! sender's time, so one send for several requests cuts both processes'
+//! cost per request (docs/performance.md has the numbers). A connection
+//! takes a batch only when it has nothing in flight, and a batch holds at
+//! most `batch` requests, so a slow request can only delay the requests
+//! that arrived with it, never later ones. `batch` = 1 is one request per
+//! connection at a time.
 //!
 //! What the core sends is parsed strictly: a head of at most 64 KiB, a
 //! `content-length` (no chunked coding; the core only streams events),
-//! nothing after the body. Anything else fails the exchange and closes the
-//! connection.
+//! nothing that no request asked for. Anything else fails the exchange and
+//! closes the connection.
 
-use std::future::Future;
+use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::pin::pin;
-use std::sync::Mutex;
-use std::task::{Context, Poll, Waker};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use bytes::{Bytes, BytesMut};
 use http::StatusCode;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{Notify, oneshot};
 
 /// The most idle connections a worker keeps.
 const MAX_IDLE: usize = 512;
@@ -32,6 +42,8 @@ const MAX_IDLE: usize = 512;
 const MAX_HEAD: usize = 64 * 1024;
 /// The most header fields in an answer.
 const MAX_FIELDS: usize = 64;
+/// The most requests in one batch, unless configured.
+pub const DEFAULT_BATCH: usize = 16;
 
 /// Why an exchange failed.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +64,10 @@ pub enum LoopbackError {
     /// The answer is not one this client accepts.
     #[error("the core's answer: {0}")]
     Protocol(String),
+    /// An earlier request's answer on the same connection was refused, so
+    /// this one's cannot be found; the core may have acted on it.
+    #[error("the connection to the core failed on an earlier answer")]
+    Abandoned,
 }
 
 /// A whole answer.
@@ -65,122 +81,308 @@ pub struct Answer {
     pub body: Bytes,
 }
 
-/// Idle connections to one address, reused most recent first.
+/// Connections to one address, shared by the exchanges of one worker.
 #[derive(Debug)]
 pub struct Loopback {
     addr: SocketAddr,
-    idle: Mutex<Vec<TcpStream>>,
+    batch: usize,
+    pool: Arc<Mutex<Pool>>,
+}
+
+#[derive(Debug, Default)]
+struct Pool {
+    /// The connection whose batch is still being gathered (its writer has
+    /// not run yet); a new request joins it.
+    forming: Option<Arc<Conn>>,
+    /// Connections with nothing in flight, the most recently used last.
+    idle: Vec<Arc<Conn>>,
+}
+
+/// One connection, driven by a writer task and a reader task.
+#[derive(Debug, Default)]
+struct Conn {
+    state: Mutex<ConnState>,
+    wake_writer: Notify,
+}
+
+#[derive(Debug, Default)]
+struct ConnState {
+    /// Requests of the forming batch, not yet written.
+    unsent: Vec<u8>,
+    /// Who waits for which answer, in the order the requests were written.
+    waiting: VecDeque<Waiter>,
+    /// Nothing more goes on this connection.
+    closed: bool,
+}
+
+#[derive(Debug)]
+struct Waiter {
+    bodiless: bool,
+    max_body: usize,
+    reply: oneshot::Sender<Result<Answer, LoopbackError>>,
+}
+
+/// Locks, taking over a lock whose holder panicked: every critical
+/// section here leaves the state consistent at each step.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Loopback {
-    /// A client for `addr` with no connection yet.
-    pub fn new(addr: SocketAddr) -> Self {
+    /// A client for `addr` with no connection yet, putting at most `batch`
+    /// requests (at least 1) on a connection at a time.
+    pub fn new(addr: SocketAddr, batch: usize) -> Self {
         Self {
             addr,
-            idle: Mutex::new(Vec::new()),
+            batch: batch.max(1),
+            pool: Arc::default(),
         }
     }
 
     /// Sends `request` (a whole HTTP/1.1 request, head and body) and reads
     /// the answer, whose body may be at most `max_body` bytes; `bodiless`
-    /// says the request was a HEAD. On a reused connection, a failed write
-    /// or a close before any byte of answer means the core had closed it
-    /// (when it stopped, or while it was idle) and the close was not yet
-    /// seen: the request goes once more, on a new connection. (Were the
-    /// core to die while handling it, the new connection finds the core
-    /// gone or restarted.)
+    /// says the request was a HEAD. A failed write, or a close before any
+    /// byte of this request's answer, means the core had closed the
+    /// connection (when it stopped, or while it was idle) or will not read
+    /// further on it (after answering with `connection: close`), so it
+    /// never saw the request: the request goes once more, on a new
+    /// connection. (Were the core to die while handling it, the new
+    /// connection finds the core gone or restarted.)
     pub async fn exchange(&self, request: &[u8], bodiless: bool, max_body: usize) -> Result<Answer, LoopbackError> {
-        if let Some(conn) = self.take_idle() {
-            match self.exchange_on(conn, request, bodiless, max_body).await {
-                Err(LoopbackError::Unanswered) => {}
-                done => return done,
-            }
-        }
-        let conn = TcpStream::connect(self.addr).await.map_err(LoopbackError::Connect)?;
-        conn.set_nodelay(true).map_err(LoopbackError::Connect)?;
-        self.exchange_on(conn, request, bodiless, max_body).await
-    }
-
-    /// The most recently used idle connection that the core has not closed
-    /// meanwhile (it does when it restarts).
-    fn take_idle(&self) -> Option<TcpStream> {
-        let mut idle = self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        while let Some(conn) = idle.pop() {
-            if !closed_by_peer(&conn) {
-                return Some(conn);
-            }
-        }
-        None
-    }
-
-    fn put_idle(&self, conn: TcpStream) {
-        let mut idle = self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if idle.len() < MAX_IDLE {
-            idle.push(conn);
-        }
-    }
-
-    async fn exchange_on(
-        &self,
-        mut conn: TcpStream,
-        request: &[u8],
-        bodiless: bool,
-        max_body: usize,
-    ) -> Result<Answer, LoopbackError> {
-        if conn.write_all(request).await.is_err() {
-            // Nothing the core could act on arrived.
-            return Err(LoopbackError::Unanswered);
-        }
-        let mut buf = BytesMut::with_capacity(4096);
-        let (head, reusable) = loop {
-            if conn.read_buf(&mut buf).await? == 0 {
-                return Err(if buf.is_empty() {
-                    LoopbackError::Unanswered
-                } else {
-                    LoopbackError::Truncated
-                });
-            }
-            if let Some(head) = parse_head(&buf, bodiless)? {
-                break head;
-            }
-            if buf.len() > MAX_HEAD {
-                return Err(LoopbackError::Protocol("head too large".into()));
-            }
+        let waiter = |reply| Waiter {
+            bodiless,
+            max_body,
+            reply,
         };
-        if head.body_len > max_body {
-            return Err(LoopbackError::Protocol(format!("body of {} bytes", head.body_len)));
+        let (reply, answer) = oneshot::channel();
+        if let Err(waiter) = self.join(request, waiter(reply)) {
+            self.open(request, waiter).await;
         }
-        let total = head.head_len + head.body_len;
-        buf.reserve(total.saturating_sub(buf.len()));
-        while buf.len() < total {
-            if conn.read_buf(&mut buf).await? == 0 {
-                return Err(LoopbackError::Truncated);
+        match answer.await {
+            Ok(Err(LoopbackError::Unanswered)) | Err(_) => {}
+            Ok(done) => return done,
+        }
+        let (reply, answer) = oneshot::channel();
+        self.open(request, waiter(reply)).await;
+        answer.await.unwrap_or(Err(LoopbackError::Unanswered))
+    }
+
+    /// Adds the request to the forming batch, or starts a batch on an idle
+    /// connection; hands the waiter back when there is neither.
+    fn join(&self, request: &[u8], waiter: Waiter) -> Result<(), Waiter> {
+        let mut pool = lock(&self.pool);
+        if let Some(conn) = pool.forming.take() {
+            let mut state = lock(&conn.state);
+            if !state.closed && state.waiting.len() < self.batch {
+                state.unsent.extend_from_slice(request);
+                state.waiting.push_back(waiter);
+                let full = state.waiting.len() >= self.batch;
+                drop(state);
+                if !full {
+                    pool.forming = Some(conn);
+                }
+                return Ok(());
             }
         }
-        if buf.len() > total {
-            return Err(LoopbackError::Protocol("bytes after the body".into()));
+        while let Some(conn) = pool.idle.pop() {
+            let mut state = lock(&conn.state);
+            if state.closed {
+                continue;
+            }
+            state.unsent.extend_from_slice(request);
+            state.waiting.push_back(waiter);
+            drop(state);
+            conn.wake_writer.notify_one();
+            if self.batch > 1 {
+                pool.forming = Some(conn);
+            }
+            return Ok(());
         }
-        let body = buf.split_off(head.head_len).freeze();
-        if reusable {
-            self.put_idle(conn);
+        Err(waiter)
+    }
+
+    /// Opens a new connection with the request as its first batch, which
+    /// requests made while it connects join.
+    async fn open(&self, request: &[u8], waiter: Waiter) {
+        let conn = Arc::new(Conn::default());
+        {
+            let mut state = lock(&conn.state);
+            state.unsent.extend_from_slice(request);
+            state.waiting.push_back(waiter);
         }
-        Ok(Answer {
-            status: head.status,
-            headers: head.headers,
-            body,
-        })
+        {
+            let mut pool = lock(&self.pool);
+            if self.batch > 1 && pool.forming.is_none() {
+                pool.forming = Some(Arc::clone(&conn));
+            }
+        }
+        let connected = match TcpStream::connect(self.addr).await {
+            Ok(tcp) => tcp.set_nodelay(true).map(|()| tcp),
+            Err(e) => Err(e),
+        };
+        let tcp = match connected {
+            Ok(tcp) => tcp,
+            // The others in the batch try once more, on a connection of
+            // their own, and see for themselves.
+            Err(e) => return conn.fail(LoopbackError::Connect(e)),
+        };
+        let (read, write) = tcp.into_split();
+        conn.wake_writer.notify_one();
+        tokio::spawn(write_batches(Arc::clone(&conn), Arc::downgrade(&self.pool), write));
+        tokio::spawn(read_answers(conn, Arc::downgrade(&self.pool), read));
     }
 }
 
-/// Whether the reactor has already seen the peer close `conn` (or an
-/// error on it). Asks without a syscall and without waiting: a connection
-/// still marked readable from its last answer is not taken as closed.
-fn closed_by_peer(conn: &TcpStream) -> bool {
-    let mut cx = Context::from_waker(Waker::noop());
-    match pin!(conn.ready(Interest::READABLE)).poll(&mut cx) {
-        Poll::Ready(Ok(ready)) => ready.is_read_closed() || ready.is_error(),
-        Poll::Ready(Err(_)) => true,
-        Poll::Pending => false,
+impl Drop for Loopback {
+    /// Closes the idle connections (their tasks end; the busy ones end
+    /// once their answers are in).
+    fn drop(&mut self) {
+        let idle = std::mem::take(&mut lock(&self.pool).idle);
+        for conn in idle {
+            conn.fail(LoopbackError::Unanswered);
+        }
+    }
+}
+
+impl Conn {
+    /// Closes the connection and fails every waiter: the first with
+    /// `first`, the rest as never answered — the core answers in order, so
+    /// it has not acted on them — except after an answer this client
+    /// refused, when the core may have gone on to act on them.
+    fn fail(&self, first: LoopbackError) {
+        let mut state = lock(&self.state);
+        state.closed = true;
+        state.unsent.clear();
+        let mut waiting = std::mem::take(&mut state.waiting).into_iter();
+        drop(state);
+        let refused = matches!(first, LoopbackError::Protocol(_));
+        if let Some(waiter) = waiting.next() {
+            let _ = waiter.reply.send(Err(first));
+        }
+        for waiter in waiting {
+            let why = if refused {
+                LoopbackError::Abandoned
+            } else {
+                LoopbackError::Unanswered
+            };
+            let _ = waiter.reply.send(Err(why));
+        }
+        self.wake_writer.notify_one();
+    }
+}
+
+/// Writes each batch in one call, once the tasks that could join it have
+/// run.
+async fn write_batches(conn: Arc<Conn>, pool: Weak<Mutex<Pool>>, mut tcp: OwnedWriteHalf) {
+    let mut batch = Vec::new();
+    loop {
+        conn.wake_writer.notified().await;
+        if let Some(pool) = pool.upgrade() {
+            let mut pool = lock(&pool);
+            if pool.forming.as_ref().is_some_and(|c| Arc::ptr_eq(c, &conn)) {
+                pool.forming = None;
+            }
+        }
+        {
+            let mut state = lock(&conn.state);
+            if state.closed {
+                return;
+            }
+            std::mem::swap(&mut batch, &mut state.unsent);
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        if tcp.write_all(&batch).await.is_err() {
+            // Nothing the core could act on arrived whole.
+            conn.fail(LoopbackError::Unanswered);
+            return;
+        }
+        batch.clear();
+    }
+}
+
+/// Reads answers and hands each to its waiter; returns the connection to
+/// the pool once every request on it is answered.
+async fn read_answers(conn: Arc<Conn>, pool: Weak<Mutex<Pool>>, mut tcp: OwnedReadHalf) {
+    let mut buf = BytesMut::with_capacity(4096);
+    loop {
+        match tcp.read_buf(&mut buf).await {
+            Ok(0) if buf.is_empty() => return conn.fail(LoopbackError::Unanswered),
+            Ok(0) => return conn.fail(LoopbackError::Truncated),
+            Ok(_) => {}
+            // A reset before any answer: the core closed the connection
+            // with the request unread.
+            Err(_) if buf.is_empty() => return conn.fail(LoopbackError::Unanswered),
+            Err(e) => return conn.fail(LoopbackError::Io(e)),
+        }
+        while !buf.is_empty() {
+            match take_answer(&conn, &mut buf) {
+                Ok(None) => break,
+                Ok(Some(reusable)) if !reusable => return conn.fail(LoopbackError::Unanswered),
+                Ok(Some(_)) => {}
+                Err(e) => return conn.fail(e),
+            }
+        }
+        if buf.is_empty() {
+            give_back(&conn, &pool);
+        }
+    }
+}
+
+/// Hands the first whole answer in `buf` to its waiter. `None` while the
+/// answer is not all there; otherwise whether the connection may carry
+/// more.
+fn take_answer(conn: &Conn, buf: &mut BytesMut) -> Result<Option<bool>, LoopbackError> {
+    let (bodiless, max_body) = match lock(&conn.state).waiting.front() {
+        Some(waiter) => (waiter.bodiless, waiter.max_body),
+        None => return Err(LoopbackError::Protocol("bytes no request asked for".into())),
+    };
+    let Some((head, reusable)) = parse_head(buf, bodiless)? else {
+        if buf.len() > MAX_HEAD {
+            return Err(LoopbackError::Protocol("head too large".into()));
+        }
+        return Ok(None);
+    };
+    if head.body_len > max_body {
+        return Err(LoopbackError::Protocol(format!("body of {} bytes", head.body_len)));
+    }
+    let total = head.head_len + head.body_len;
+    if buf.len() < total {
+        buf.reserve(total - buf.len());
+        return Ok(None);
+    }
+    let body = buf.split_to(total).split_off(head.head_len).freeze();
+    let waiter = lock(&conn.state).waiting.pop_front();
+    if let Some(waiter) = waiter {
+        // The waiter may have given up (its time ran out): the answer is
+        // read all the same, to keep the connection in step.
+        let _ = waiter.reply.send(Ok(Answer {
+            status: head.status,
+            headers: head.headers,
+            body,
+        }));
+    }
+    Ok(Some(reusable))
+}
+
+/// Puts a connection with nothing in flight back in the pool (or closes it
+/// when the pool is full or gone).
+fn give_back(conn: &Arc<Conn>, pool: &Weak<Mutex<Pool>>) {
+    let Some(pool) = pool.upgrade() else {
+        return conn.fail(LoopbackError::Unanswered);
+    };
+    let mut pool = lock(&pool);
+    let state = lock(&conn.state);
+    if state.closed || !state.waiting.is_empty() || !state.unsent.is_empty() {
+        return;
+    }
+    drop(state);
+    if pool.idle.len() < MAX_IDLE {
+        pool.idle.push(Arc::clone(conn));
+    } else {
+        drop(pool);
+        conn.fail(LoopbackError::Unanswered);
     }
 }
 
@@ -281,61 +483,231 @@ mod tests {
         }
     }
 
-    /// A core that answers each connection's first `per_conn` requests
-    /// with `answer` and then closes it; counts the connections.
-    async fn core(answer: &'static [u8], per_conn: usize) -> (SocketAddr, Arc<AtomicUsize>) {
+    /// How the test core behaves on each connection.
+    #[derive(Clone, Copy)]
+    struct Behaviour {
+        /// Answers this many requests, then closes.
+        per_conn: usize,
+        /// Answers the last of those with `connection: close`.
+        say_close: bool,
+        /// Waits this long before the connection's first answer.
+        first_delay_ms: u64,
+    }
+
+    const PLAIN: Behaviour = Behaviour {
+        per_conn: usize::MAX,
+        say_close: false,
+        first_delay_ms: 0,
+    };
+
+    /// A core that answers requests (pipelined or not) in order, each with
+    /// its own path as the body; counts connections and reads.
+    async fn echo_core(how: Behaviour) -> (SocketAddr, Arc<AtomicUsize>, Arc<AtomicUsize>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let count = Arc::clone(&accepted);
+        let (accepted, reads) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (count, read_count) = (Arc::clone(&accepted), Arc::clone(&reads));
         tokio::spawn(async move {
             while let Ok((mut tcp, _)) = listener.accept().await {
                 count.fetch_add(1, Ordering::SeqCst);
+                let reads = Arc::clone(&read_count);
                 tokio::spawn(async move {
+                    let mut seen = Vec::new();
+                    let mut answered = 0;
                     let mut buf = [0u8; 4096];
-                    for _ in 0..per_conn {
-                        let mut seen = Vec::new();
-                        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                            let n = tcp.read(&mut buf).await.unwrap_or(0);
-                            if n == 0 {
+                    while answered < how.per_conn {
+                        let n = tcp.read(&mut buf).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        reads.fetch_add(1, Ordering::SeqCst);
+                        seen.extend_from_slice(&buf[..n]);
+                        while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head: Vec<u8> = seen.drain(..end + 4).collect();
+                            let path = String::from_utf8_lossy(&head).split(' ').nth(1).unwrap().to_owned();
+                            if answered == 0 && how.first_delay_ms > 0 {
+                                tokio::time::sleep(std::time::Duration::from_millis(how.first_delay_ms)).await;
+                            }
+                            answered += 1;
+                            let last = answered == how.per_conn;
+                            let close = if last && how.say_close {
+                                "connection: close\r\n"
+                            } else {
+                                ""
+                            };
+                            let answer =
+                                format!("HTTP/1.1 200 OK\r\n{close}content-length: {}\r\n\r\n{path}", path.len());
+                            tcp.write_all(answer.as_bytes()).await.unwrap();
+                            if last {
                                 return;
                             }
-                            seen.extend_from_slice(&buf[..n]);
                         }
-                        tcp.write_all(answer).await.unwrap();
                     }
                 });
             }
         });
-        (addr, accepted)
+        (addr, accepted, reads)
+    }
+
+    fn get(path: &str) -> Vec<u8> {
+        format!("GET {path} HTTP/1.1\r\nhost: core\r\n\r\n").into_bytes()
+    }
+
+    /// Makes the `n` requests /0 … /n-1 in one turn of the runtime and
+    /// checks that each got its own answer.
+    async fn all_at_once(client: &Arc<Loopback>, n: usize) {
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..n {
+            let client = Arc::clone(client);
+            tasks.spawn(async move {
+                let path = format!("/{i}");
+                let answer = client.exchange(&get(&path), false, 1024).await.unwrap();
+                assert_eq!(answer.body, path);
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.unwrap();
+        }
     }
 
     #[tokio::test]
     async fn connections_are_reused_until_the_core_closes_them() {
-        let ok: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello";
-        let (addr, accepted) = core(ok, 2).await;
-        let client = Loopback::new(addr);
+        let (addr, accepted, _) = echo_core(Behaviour { per_conn: 2, ..PLAIN }).await;
+        let client = Loopback::new(addr, DEFAULT_BATCH);
         for n in 0..5 {
-            let answer = client.exchange(b"GET / HTTP/1.1\r\n\r\n", false, 1024).await.unwrap();
-            assert_eq!(answer.body, "hello", "request {n}");
-            // Lets the close of a spent connection reach the reactor.
+            let answer = client.exchange(&get("/x"), false, 1024).await.unwrap();
+            assert_eq!(answer.body, "/x", "request {n}");
+            // Lets the close of a spent connection reach the reader.
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 3);
     }
 
     #[tokio::test]
+    async fn requests_made_together_share_a_connection_and_a_write() {
+        let (addr, accepted, reads) = echo_core(PLAIN).await;
+        let client = Arc::new(Loopback::new(addr, 4));
+        all_at_once(&client, 10).await;
+        // Batches of 4, 4 and 2, one connection and one read each.
+        assert_eq!(accepted.load(Ordering::SeqCst), 3);
+        assert_eq!(reads.load(Ordering::SeqCst), 3);
+        // The connections are idle again and take the next batches.
+        all_at_once(&client, 12).await;
+        assert_eq!(accepted.load(Ordering::SeqCst), 3);
+        assert_eq!(reads.load(Ordering::SeqCst), 6);
+    }
+
+    #[tokio::test]
+    async fn a_batch_of_one_is_a_connection_per_request() {
+        let (addr, accepted, _) = echo_core(PLAIN).await;
+        let client = Arc::new(Loopback::new(addr, 1));
+        all_at_once(&client, 5).await;
+        assert_eq!(accepted.load(Ordering::SeqCst), 5);
+    }
+
+    #[tokio::test]
+    async fn requests_after_a_close_go_again_on_a_new_connection() {
+        // The core answers one request per connection, saying it closes:
+        // the rest of each batch was never read and is sent again.
+        let once = Behaviour {
+            per_conn: 1,
+            say_close: true,
+            ..PLAIN
+        };
+        let (addr, accepted, _) = echo_core(once).await;
+        let client = Arc::new(Loopback::new(addr, 8));
+        all_at_once(&client, 3).await;
+        assert_eq!(accepted.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_core_that_never_answers_fails_after_one_retry() {
+        let mute = Behaviour { per_conn: 0, ..PLAIN };
+        let (addr, accepted, _) = echo_core(mute).await;
+        let client = Loopback::new(addr, DEFAULT_BATCH);
+        let e = client.exchange(&get("/x"), false, 1024).await.unwrap_err();
+        assert!(matches!(e, LoopbackError::Unanswered), "{e:?}");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn an_answer_nobody_waits_for_any_more_is_skipped() {
+        let slow_first = Behaviour {
+            first_delay_ms: 200,
+            ..PLAIN
+        };
+        let (addr, accepted, _) = echo_core(slow_first).await;
+        let client = Loopback::new(addr, DEFAULT_BATCH);
+        let request = get("/late");
+        let late = tokio::time::timeout(
+            std::time::Duration::from_millis(50),
+            client.exchange(&request, false, 1024),
+        );
+        assert!(late.await.is_err());
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let answer = client.exchange(&get("/next"), false, 1024).await.unwrap();
+        assert_eq!(answer.body, "/next");
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    }
+
+    /// A core that answers every request on a connection with `answer`.
+    async fn fixed_core(answer: &'static [u8]) -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut tcp, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    while tcp.read(&mut buf).await.unwrap_or(0) > 0 {
+                        if tcp.write_all(answer).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
     async fn oversized_and_trailing_answers_fail() {
         let big: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 5000\r\n\r\n";
         let trailing: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\nab";
-        for answer in [big, trailing] {
-            let client = Loopback::new(core(answer, 1).await.0);
-            let e = client
-                .exchange(b"GET / HTTP/1.1\r\n\r\n", false, 1024)
-                .await
-                .unwrap_err();
-            assert!(matches!(e, LoopbackError::Protocol(_)), "{e:?}");
-            assert!(client.idle.lock().unwrap().is_empty());
+        let client = Loopback::new(fixed_core(big).await, DEFAULT_BATCH);
+        let e = client.exchange(&get("/"), false, 1024).await.unwrap_err();
+        assert!(matches!(e, LoopbackError::Protocol(_)), "{e:?}");
+        // The answer is whole, but what follows it is no answer to anything:
+        // the connection is not used again.
+        let client = Loopback::new(fixed_core(trailing).await, DEFAULT_BATCH);
+        let answer = client.exchange(&get("/"), false, 1024).await.unwrap();
+        assert_eq!(answer.body, "a");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let pool = lock(&client.pool);
+        assert!(pool.idle.is_empty() && pool.forming.is_none());
+    }
+
+    #[tokio::test]
+    async fn after_a_refused_answer_the_rest_of_the_batch_is_abandoned() {
+        let client = Arc::new(Loopback::new(fixed_core(b"HTTP/1.1 200 OK\r\n\r\n").await, 4));
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..3 {
+            let client = Arc::clone(&client);
+            tasks.spawn(async move { client.exchange(&get("/"), false, 1024).await.unwrap_err() });
         }
+        let mut errors = Vec::new();
+        while let Some(e) = tasks.join_next().await {
+            errors.push(e.unwrap().to_string());
+        }
+        errors.sort();
+        assert_eq!(
+            errors.iter().filter(|e| e.contains("content-length")).count(),
+            1,
+            "{errors:?}"
+        );
+        assert_eq!(
+            errors.iter().filter(|e| e.contains("earlier answer")).count(),
+            2,
+            "{errors:?}"
+        );
     }
 }
