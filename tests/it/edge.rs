@@ -587,3 +587,72 @@ async fn connections_over_the_limit_wait_for_a_free_slot() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
 }
+
+/// The edge sends requests made at the same moment to the core together,
+/// on one connection (an HTTP/1.1 pipeline). Many clients at once, with
+/// answers of every kind mixed in (created, found, not found, refused by
+/// the edge itself), must each get their own answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simultaneous_requests_each_get_their_own_answer() {
+    let rampart = Rampart::start().await;
+    let s = Session::admin(&rampart).await;
+    let token = s.mint_token("load", "admin").await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, org) = s.send(Method::POST, "/api/v1/orgs", json!({"name": "Many"})).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let org = org["id"].as_str().unwrap().to_owned();
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for client in 0..24 {
+        // A client (and so a connection) each; HTTP/1.1 like most scripts.
+        let api = harness::api::Bearer::new(&rampart, &token);
+        let org = org.clone();
+        tasks.spawn(async move {
+            for round in 0..6 {
+                let name = format!("User {client}-{round}");
+                let email = format!("u{client}.{round}@example.com");
+                let users = format!("/api/v1/orgs/{org}/users");
+                let (status, made) = api
+                    .send(Method::POST, &users, json!({"name": name, "email": email}))
+                    .await;
+                assert_eq!(
+                    (status, made["name"].as_str()),
+                    (StatusCode::CREATED, Some(&*name)),
+                    "{made}"
+                );
+                let id = made["id"].as_str().unwrap();
+                let (status, found) = api.get(&format!("/api/v1/users/{id}")).await;
+                assert_eq!(
+                    (status, found["email"].as_str()),
+                    (StatusCode::OK, Some(&*email)),
+                    "{found}"
+                );
+                // An organization that does not exist: the core refuses it.
+                let nowhere = format!("/api/v1/orgs/0192f0c4-8c3e-7a6b-9a8b-{client:06}{round:06}/users");
+                let (status, refused) = api
+                    .send(Method::POST, &nowhere, json!({"name": name, "email": email}))
+                    .await;
+                assert_eq!(status, StatusCode::NOT_FOUND, "{refused}");
+                let missing = format!("/api/v1/users/0192f0c4-8c3e-7a6b-9a8b-{client:06}{round:06}");
+                assert_eq!(api.get(&missing).await.0, StatusCode::NOT_FOUND);
+                // Refused by the edge, never forwarded.
+                let (status, bad) = api
+                    .send(Method::POST, &users, json!({"name": name, "email": "x"}))
+                    .await;
+                assert_eq!(
+                    (status, bad["errors"][0]["field"].as_str()),
+                    (StatusCode::BAD_REQUEST, Some("email")),
+                    "{bad}"
+                );
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+    let (_, list) = s.get(&format!("/api/v1/orgs/{org}/users?limit=500")).await;
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(24 * 6), "{list}");
+    assert!(!rampart.log().contains("talking to the core"), "{}", rampart.log());
+}
