@@ -85,7 +85,7 @@ impl CoreClient {
     /// `batch`: the most requests sent together on one connection.
     pub fn new(addr: SocketAddr, secret: &OriginSecret, timeout: Duration, batch: usize) -> Self {
         Self {
-            loopback: Arc::new(Loopback::new(addr, batch)),
+            loopback: Arc::new(Loopback::new(addr, batch, timeout)),
             client: pooled_client(),
             addr,
             batch,
@@ -100,7 +100,7 @@ impl CoreClient {
     /// always driven by the same thread, without waking another.
     pub fn with_own_pool(&self) -> Self {
         Self {
-            loopback: Arc::new(Loopback::new(self.addr, self.batch)),
+            loopback: Arc::new(Loopback::new(self.addr, self.batch, self.timeout)),
             client: pooled_client(),
             ..self.clone()
         }

@@ -27,6 +27,7 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use http::StatusCode;
@@ -86,6 +87,7 @@ pub struct Answer {
 pub struct Loopback {
     addr: SocketAddr,
     batch: usize,
+    patience: Duration,
     pool: Arc<Mutex<Pool>>,
 }
 
@@ -113,6 +115,9 @@ struct ConnState {
     waiting: VecDeque<Waiter>,
     /// Nothing more goes on this connection.
     closed: bool,
+    /// Since when the core owes an answer without having sent one: the
+    /// start of the batch, or the last answer while more are owed.
+    owing_since: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -130,11 +135,15 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Loopback {
     /// A client for `addr` with no connection yet, putting at most `batch`
-    /// requests (at least 1) on a connection at a time.
-    pub fn new(addr: SocketAddr, batch: usize) -> Self {
+    /// requests (at least 1) on a connection at a time. A connection with
+    /// requests in flight on which nothing arrives for `patience` is
+    /// closed (its requests' callers have given up by then).
+    pub fn new(addr: SocketAddr, batch: usize, patience: Duration) -> Self {
         Self {
             addr,
             batch: batch.max(1),
+            // Idle connections wake this often to look: not in a spin.
+            patience: patience.max(Duration::from_secs(1)),
             pool: Arc::default(),
         }
     }
@@ -156,14 +165,14 @@ impl Loopback {
         };
         let (reply, answer) = oneshot::channel();
         if let Err(waiter) = self.join(request, waiter(reply)) {
-            self.open(request, waiter).await;
+            self.open(request, waiter);
         }
         match answer.await {
             Ok(Err(LoopbackError::Unanswered)) | Err(_) => {}
             Ok(done) => return done,
         }
         let (reply, answer) = oneshot::channel();
-        self.open(request, waiter(reply)).await;
+        self.open(request, waiter(reply));
         answer.await.unwrap_or(Err(LoopbackError::Unanswered))
     }
 
@@ -191,6 +200,7 @@ impl Loopback {
             }
             state.unsent.extend_from_slice(request);
             state.waiting.push_back(waiter);
+            state.owing_since = Some(Instant::now());
             drop(state);
             conn.wake_writer.notify_one();
             if self.batch > 1 {
@@ -202,13 +212,16 @@ impl Loopback {
     }
 
     /// Opens a new connection with the request as its first batch, which
-    /// requests made while it connects join.
-    async fn open(&self, request: &[u8], waiter: Waiter) {
+    /// requests made while it connects join. The connection is made by a
+    /// task of its own, so that a caller who gives up (a client that goes
+    /// away) cannot strand the others in the batch.
+    fn open(&self, request: &[u8], waiter: Waiter) {
         let conn = Arc::new(Conn::default());
         {
             let mut state = lock(&conn.state);
             state.unsent.extend_from_slice(request);
             state.waiting.push_back(waiter);
+            state.owing_since = Some(Instant::now());
         }
         {
             let mut pool = lock(&self.pool);
@@ -216,21 +229,27 @@ impl Loopback {
                 pool.forming = Some(Arc::clone(&conn));
             }
         }
-        let connected = match TcpStream::connect(self.addr).await {
-            Ok(tcp) => tcp.set_nodelay(true).map(|()| tcp),
-            Err(e) => Err(e),
-        };
-        let tcp = match connected {
-            Ok(tcp) => tcp,
-            // The others in the batch try once more, on a connection of
-            // their own, and see for themselves.
-            Err(e) => return conn.fail(LoopbackError::Connect(e)),
-        };
-        let (read, write) = tcp.into_split();
-        conn.wake_writer.notify_one();
-        tokio::spawn(write_batches(Arc::clone(&conn), Arc::downgrade(&self.pool), write));
-        tokio::spawn(read_answers(conn, Arc::downgrade(&self.pool), read));
+        tokio::spawn(drive(conn, self.addr, self.patience, Arc::downgrade(&self.pool)));
     }
+}
+
+/// Connects, then writes the connection's batches (in a task of its own)
+/// and reads their answers.
+async fn drive(conn: Arc<Conn>, addr: SocketAddr, patience: Duration, pool: Weak<Mutex<Pool>>) {
+    let connected = match TcpStream::connect(addr).await {
+        Ok(tcp) => tcp.set_nodelay(true).map(|()| tcp),
+        Err(e) => Err(e),
+    };
+    let tcp = match connected {
+        Ok(tcp) => tcp,
+        // The others in the batch try once more, on a connection of their
+        // own, and see for themselves.
+        Err(e) => return conn.fail(LoopbackError::Connect(e)),
+    };
+    let (read, write) = tcp.into_split();
+    conn.wake_writer.notify_one();
+    tokio::spawn(write_batches(Arc::clone(&conn), pool.clone(), write));
+    read_answers(conn, pool, read, patience).await;
 }
 
 impl Drop for Loopback {
@@ -245,6 +264,14 @@ impl Drop for Loopback {
 }
 
 impl Conn {
+    /// Whether the core has owed an answer on this connection for longer
+    /// than `patience`.
+    fn overdue(&self, patience: Duration) -> bool {
+        lock(&self.state)
+            .owing_since
+            .is_some_and(|since| since.elapsed() >= patience)
+    }
+
     /// Closes the connection and fails every waiter: the first with
     /// `first`, the rest as never answered — the core answers in order, so
     /// it has not acted on them — except after an answer this client
@@ -304,10 +331,22 @@ async fn write_batches(conn: Arc<Conn>, pool: Weak<Mutex<Pool>>, mut tcp: OwnedW
 
 /// Reads answers and hands each to its waiter; returns the connection to
 /// the pool once every request on it is answered.
-async fn read_answers(conn: Arc<Conn>, pool: Weak<Mutex<Pool>>, mut tcp: OwnedReadHalf) {
+async fn read_answers(conn: Arc<Conn>, pool: Weak<Mutex<Pool>>, mut tcp: OwnedReadHalf, patience: Duration) {
     let mut buf = BytesMut::with_capacity(4096);
     loop {
-        match tcp.read_buf(&mut buf).await {
+        let owing_since = lock(&conn.state).owing_since;
+        let wait = owing_since.map_or(patience, |since| patience.saturating_sub(since.elapsed()));
+        let read = match tokio::time::timeout(wait, tcp.read_buf(&mut buf)).await {
+            Ok(read) => read,
+            // A core this slow is stuck; the callers have given up.
+            Err(_) if conn.overdue(patience) => {
+                return conn.fail(LoopbackError::Io(std::io::ErrorKind::TimedOut.into()));
+            }
+            // Nothing owed (an idle connection waits as long as the core
+            // keeps it), or a batch that started after the wait began.
+            Err(_) => continue,
+        };
+        match read {
             Ok(0) if buf.is_empty() => return conn.fail(LoopbackError::Unanswered),
             Ok(0) => return conn.fail(LoopbackError::Truncated),
             Ok(_) => {}
@@ -353,7 +392,12 @@ fn take_answer(conn: &Conn, buf: &mut BytesMut) -> Result<Option<bool>, Loopback
         return Ok(None);
     }
     let body = buf.split_to(total).split_off(head.head_len).freeze();
-    let waiter = lock(&conn.state).waiting.pop_front();
+    let waiter = {
+        let mut state = lock(&conn.state);
+        let waiter = state.waiting.pop_front();
+        state.owing_since = (!state.waiting.is_empty()).then(Instant::now);
+        waiter
+    };
     if let Some(waiter) = waiter {
         // The waiter may have given up (its time ran out): the answer is
         // read all the same, to keep the connection in step.
@@ -494,6 +538,8 @@ mod tests {
         first_delay_ms: u64,
     }
 
+    const PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
+
     const PLAIN: Behaviour = Behaviour {
         per_conn: usize::MAX,
         say_close: false,
@@ -573,7 +619,7 @@ mod tests {
     #[tokio::test]
     async fn connections_are_reused_until_the_core_closes_them() {
         let (addr, accepted, _) = echo_core(Behaviour { per_conn: 2, ..PLAIN }).await;
-        let client = Loopback::new(addr, DEFAULT_BATCH);
+        let client = Loopback::new(addr, DEFAULT_BATCH, PATIENCE);
         for n in 0..5 {
             let answer = client.exchange(&get("/x"), false, 1024).await.unwrap();
             assert_eq!(answer.body, "/x", "request {n}");
@@ -586,7 +632,7 @@ mod tests {
     #[tokio::test]
     async fn requests_made_together_share_a_connection_and_a_write() {
         let (addr, accepted, reads) = echo_core(PLAIN).await;
-        let client = Arc::new(Loopback::new(addr, 4));
+        let client = Arc::new(Loopback::new(addr, 4, PATIENCE));
         all_at_once(&client, 10).await;
         // Batches of 4, 4 and 2, one connection and one read each.
         assert_eq!(accepted.load(Ordering::SeqCst), 3);
@@ -600,7 +646,7 @@ mod tests {
     #[tokio::test]
     async fn a_batch_of_one_is_a_connection_per_request() {
         let (addr, accepted, _) = echo_core(PLAIN).await;
-        let client = Arc::new(Loopback::new(addr, 1));
+        let client = Arc::new(Loopback::new(addr, 1, PATIENCE));
         all_at_once(&client, 5).await;
         assert_eq!(accepted.load(Ordering::SeqCst), 5);
     }
@@ -615,7 +661,7 @@ mod tests {
             ..PLAIN
         };
         let (addr, accepted, _) = echo_core(once).await;
-        let client = Arc::new(Loopback::new(addr, 8));
+        let client = Arc::new(Loopback::new(addr, 8, PATIENCE));
         all_at_once(&client, 3).await;
         assert_eq!(accepted.load(Ordering::SeqCst), 3);
     }
@@ -624,7 +670,7 @@ mod tests {
     async fn a_core_that_never_answers_fails_after_one_retry() {
         let mute = Behaviour { per_conn: 0, ..PLAIN };
         let (addr, accepted, _) = echo_core(mute).await;
-        let client = Loopback::new(addr, DEFAULT_BATCH);
+        let client = Loopback::new(addr, DEFAULT_BATCH, PATIENCE);
         let e = client.exchange(&get("/x"), false, 1024).await.unwrap_err();
         assert!(matches!(e, LoopbackError::Unanswered), "{e:?}");
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
@@ -637,7 +683,7 @@ mod tests {
             ..PLAIN
         };
         let (addr, accepted, _) = echo_core(slow_first).await;
-        let client = Loopback::new(addr, DEFAULT_BATCH);
+        let client = Loopback::new(addr, DEFAULT_BATCH, PATIENCE);
         let request = get("/late");
         let late = tokio::time::timeout(
             std::time::Duration::from_millis(50),
@@ -648,6 +694,43 @@ mod tests {
         let answer = client.exchange(&get("/next"), false, 1024).await.unwrap();
         assert_eq!(answer.body, "/next");
         assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_caller_who_leaves_while_connecting_strands_nobody() {
+        let (addr, accepted, _) = echo_core(PLAIN).await;
+        let client = Arc::new(Loopback::new(addr, DEFAULT_BATCH, PATIENCE));
+        let (first, second) = (Arc::clone(&client), Arc::clone(&client));
+        let leaver = tokio::spawn(async move { first.exchange(&get("/left"), false, 1024).await });
+        let stayer = tokio::spawn(async move { second.exchange(&get("/stayed"), false, 1024).await });
+        // Both start: the first opens the connection, the second joins its
+        // batch; then the first goes away before the connection is made.
+        tokio::task::yield_now().await;
+        leaver.abort();
+        let answer = tokio::time::timeout(std::time::Duration::from_secs(5), stayer).await;
+        assert_eq!(answer.unwrap().unwrap().unwrap().body, "/stayed");
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_stuck_core_is_given_up_on() {
+        let stuck = Behaviour {
+            first_delay_ms: 60_000,
+            ..PLAIN
+        };
+        let (addr, accepted, _) = echo_core(stuck).await;
+        let mut client = Loopback::new(addr, DEFAULT_BATCH, PATIENCE);
+        client.patience = std::time::Duration::from_millis(200);
+        let started = std::time::Instant::now();
+        let e = client.exchange(&get("/x"), false, 1024).await.unwrap_err();
+        assert!(
+            matches!(&e, LoopbackError::Io(io) if io.kind() == std::io::ErrorKind::TimedOut),
+            "{e:?}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert!(lock(&client.pool).idle.is_empty());
     }
 
     /// A core that answers every request on a connection with `answer`.
@@ -673,12 +756,12 @@ mod tests {
     async fn oversized_and_trailing_answers_fail() {
         let big: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 5000\r\n\r\n";
         let trailing: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\nab";
-        let client = Loopback::new(fixed_core(big).await, DEFAULT_BATCH);
+        let client = Loopback::new(fixed_core(big).await, DEFAULT_BATCH, PATIENCE);
         let e = client.exchange(&get("/"), false, 1024).await.unwrap_err();
         assert!(matches!(e, LoopbackError::Protocol(_)), "{e:?}");
         // The answer is whole, but what follows it is no answer to anything:
         // the connection is not used again.
-        let client = Loopback::new(fixed_core(trailing).await, DEFAULT_BATCH);
+        let client = Loopback::new(fixed_core(trailing).await, DEFAULT_BATCH, PATIENCE);
         let answer = client.exchange(&get("/"), false, 1024).await.unwrap();
         assert_eq!(answer.body, "a");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -688,7 +771,7 @@ mod tests {
 
     #[tokio::test]
     async fn after_a_refused_answer_the_rest_of_the_batch_is_abandoned() {
-        let client = Arc::new(Loopback::new(fixed_core(b"HTTP/1.1 200 OK\r\n\r\n").await, 4));
+        let client = Arc::new(Loopback::new(fixed_core(b"HTTP/1.1 200 OK\r\n\r\n").await, 4, PATIENCE));
         let mut tasks = tokio::task::JoinSet::new();
         for _ in 0..3 {
             let client = Arc::clone(&client);
