@@ -127,6 +127,18 @@ struct Waiter {
     reply: oneshot::Sender<Result<Answer, LoopbackError>>,
 }
 
+impl ConnState {
+    /// Adds a request to the forming batch; the core owes an answer from
+    /// now on if it owed none.
+    fn enqueue(&mut self, request: &[u8], waiter: Waiter) {
+        if self.waiting.is_empty() {
+            self.owing_since = Some(Instant::now());
+        }
+        self.unsent.extend_from_slice(request);
+        self.waiting.push_back(waiter);
+    }
+}
+
 /// Locks, taking over a lock whose holder panicked: every critical
 /// section here leaves the state consistent at each step.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -183,8 +195,7 @@ impl Loopback {
         if let Some(conn) = pool.forming.take() {
             let mut state = lock(&conn.state);
             if !state.closed && state.waiting.len() < self.batch {
-                state.unsent.extend_from_slice(request);
-                state.waiting.push_back(waiter);
+                state.enqueue(request, waiter);
                 let full = state.waiting.len() >= self.batch;
                 drop(state);
                 if !full {
@@ -198,9 +209,7 @@ impl Loopback {
             if state.closed {
                 continue;
             }
-            state.unsent.extend_from_slice(request);
-            state.waiting.push_back(waiter);
-            state.owing_since = Some(Instant::now());
+            state.enqueue(request, waiter);
             drop(state);
             conn.wake_writer.notify_one();
             if self.batch > 1 {
@@ -217,12 +226,7 @@ impl Loopback {
     /// away) cannot strand the others in the batch.
     fn open(&self, request: &[u8], waiter: Waiter) {
         let conn = Arc::new(Conn::default());
-        {
-            let mut state = lock(&conn.state);
-            state.unsent.extend_from_slice(request);
-            state.waiting.push_back(waiter);
-            state.owing_since = Some(Instant::now());
-        }
+        lock(&conn.state).enqueue(request, waiter);
         {
             let mut pool = lock(&self.pool);
             if self.batch > 1 && pool.forming.is_none() {
