@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -149,39 +149,38 @@ impl CoreClient {
         body: Option<&Bytes>,
         from: Provenance<'_>,
     ) -> Result<Vec<u8>, ForwardError> {
-        use std::io::Write;
         if !path_and_query.starts_with('/') || !path_and_query.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(ForwardError::Request("the target is not a canonical path"));
         }
-        let mut headers = HeaderMap::with_capacity(8);
-        copy_allowed(client_headers, &mut headers);
+        // Built from slices and `itoa`, not `write!`: this runs for every
+        // request, and the formatting machinery was a tenth of the edge's
+        // instructions on the hop (docs/performance.md).
         let body_len = body.map_or(0, Bytes::len);
         let mut out = Vec::with_capacity(512 + body_len);
-        let _ = write!(
-            out,
-            "{method} {path_and_query} HTTP/1.1\r\nhost: {}\r\n{}: {}\r\n{}: {}\r\n{}: ",
-            self.authority,
-            wire::CLIENT_ADDR,
-            from.client,
-            wire::REQUEST_ID,
-            from.request_id,
-            wire::ORIGIN_PROOF,
-        );
-        out.extend_from_slice(self.proof.as_bytes());
-        out.extend_from_slice(b"\r\n");
-        for (name, value) in &headers {
-            out.extend_from_slice(name.as_str().as_bytes());
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(value.as_bytes());
-            out.extend_from_slice(b"\r\n");
+        let mut numbers = itoa::Buffer::new();
+        for part in [
+            method.as_str(),
+            " ",
+            path_and_query,
+            " HTTP/1.1\r\nhost: ",
+            &self.authority,
+        ] {
+            out.extend_from_slice(part.as_bytes());
         }
+        field(&mut out, wire::CLIENT_ADDR.as_bytes(), b"");
+        push_addr(&mut out, from.client);
+        field(&mut out, wire::REQUEST_ID.as_bytes(), from.request_id.as_bytes());
+        field(&mut out, wire::ORIGIN_PROOF.as_bytes(), self.proof.as_bytes());
+        for_each_allowed(client_headers, |name, value| {
+            field(&mut out, name.as_str().as_bytes(), value.as_bytes());
+        });
         if body.is_some() {
-            out.extend_from_slice(b"content-type: application/json\r\n");
+            field(&mut out, b"content-type", b"application/json");
         }
         if body.is_some() || !matches!(*method, Method::GET | Method::HEAD) {
-            let _ = write!(out, "content-length: {body_len}\r\n");
+            field(&mut out, b"content-length", numbers.format(body_len).as_bytes());
         }
-        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(b"\r\n\r\n");
         if let Some(body) = body {
             out.extend_from_slice(body);
         }
@@ -280,27 +279,69 @@ async fn collect(response: http::Response<Incoming>) -> Result<CoreAnswer, Forwa
     })
 }
 
-/// Copies the allow-listed client headers. HTTP/2 clients may split
-/// `cookie` into several fields; HTTP/1.1 wants them joined with `; `.
-fn copy_allowed(from: &HeaderMap, to: &mut HeaderMap) {
-    for name in wire::FORWARDED_REQUEST_HEADERS {
-        if *name == "cookie" {
-            let joined: Vec<&str> = from
-                .get_all(header::COOKIE)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .collect();
-            if !joined.is_empty()
-                && let Ok(v) = HeaderValue::from_str(&joined.join("; "))
-            {
-                to.insert(header::COOKIE, v);
+/// Ends the previous line and starts `name: value` (the caller may append
+/// more of the value).
+fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+}
+
+/// `ip:port` as `SocketAddr`'s `Display` writes it, without `fmt` for the
+/// common IPv4 case.
+fn push_addr(out: &mut Vec<u8>, addr: SocketAddr) {
+    use std::io::Write;
+    match addr {
+        SocketAddr::V4(v4) => {
+            let mut numbers = itoa::Buffer::new();
+            for (i, octet) in v4.ip().octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                out.extend_from_slice(numbers.format(octet).as_bytes());
             }
-            continue;
+            out.push(b':');
+            out.extend_from_slice(numbers.format(v4.port()).as_bytes());
         }
-        for value in from.get_all(*name) {
-            to.append(*name, value.clone());
+        SocketAddr::V6(_) => {
+            let _ = write!(out, "{addr}");
         }
     }
+}
+
+/// Calls `emit` with each allow-listed client header in the order the
+/// client sent them, `cookie` last. HTTP/2 clients may split `cookie` into
+/// several fields; HTTP/1.1 wants them joined with `; `. One pass over the
+/// client's few headers is cheaper than a lookup per allowed name.
+fn for_each_allowed(from: &HeaderMap, mut emit: impl FnMut(&HeaderName, &HeaderValue)) {
+    let mut cookies = false;
+    for (name, value) in from {
+        if name == header::COOKIE {
+            cookies = true;
+        } else if wire::FORWARDED_REQUEST_HEADERS.contains(&name.as_str()) {
+            emit(name, value);
+        }
+    }
+    if cookies {
+        let joined: Vec<&str> = from
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        if !joined.is_empty()
+            && let Ok(v) = HeaderValue::from_str(&joined.join("; "))
+        {
+            emit(&header::COOKIE, &v);
+        }
+    }
+}
+
+/// Copies the allow-listed client headers (see [`for_each_allowed`]).
+fn copy_allowed(from: &HeaderMap, to: &mut HeaderMap) {
+    for_each_allowed(from, |name, value| {
+        to.append(name.clone(), value.clone());
+    });
 }
 
 #[cfg(test)]

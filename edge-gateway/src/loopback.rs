@@ -460,14 +460,17 @@ fn parse_head(buf: &[u8], bodiless: bool) -> Result<Option<(Head, bool)>, Loopba
     let mut length = None;
     let mut reusable = response.version == Some(1);
     for field in response.headers.iter() {
-        let name = HeaderName::from_bytes(field.name.as_bytes())
-            .map_err(|_| LoopbackError::Protocol(format!("field name {:?}", field.name)))?;
-        let value =
-            HeaderValue::from_bytes(field.value).map_err(|_| LoopbackError::Protocol(format!("value of {name}")))?;
-        if name == http::header::TRANSFER_ENCODING {
+        // httparse has already refused names that are not tokens and values
+        // with control characters. The framing and hop-by-hop fields are
+        // consumed here and the banner-like ones dropped, without the cost
+        // of a `HeaderName` and a map entry each: nothing downstream reads
+        // them, and none of them may reach the client.
+        let raw = field.name.as_bytes();
+        let is = |known: &str| raw.eq_ignore_ascii_case(known.as_bytes());
+        if is("transfer-encoding") {
             return Err(LoopbackError::Protocol("transfer-encoding".into()));
         }
-        if name == http::header::CONTENT_LENGTH {
+        if is("content-length") {
             let n = std::str::from_utf8(field.value)
                 .ok()
                 .and_then(|v| v.trim().parse::<usize>().ok())
@@ -476,10 +479,21 @@ fn parse_head(buf: &[u8], bodiless: bool) -> Result<Option<(Head, bool)>, Loopba
                 return Err(LoopbackError::Protocol("two content-lengths".into()));
             }
             length = Some(n);
+            continue;
         }
-        if name == http::header::CONNECTION && value.as_bytes().eq_ignore_ascii_case(b"close") {
-            reusable = false;
+        if is("connection") {
+            if field.value.eq_ignore_ascii_case(b"close") {
+                reusable = false;
+            }
+            continue;
         }
+        if is("date") || is("server") || is("keep-alive") {
+            continue;
+        }
+        let name =
+            HeaderName::from_bytes(raw).map_err(|_| LoopbackError::Protocol(format!("field name {:?}", field.name)))?;
+        let value =
+            HeaderValue::from_bytes(field.value).map_err(|_| LoopbackError::Protocol(format!("value of {name}")))?;
         headers.append(name, value);
     }
     let no_body = bodiless || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;

@@ -150,12 +150,20 @@ pub fn decode_request<T: DeserializeOwned + Validate>(bytes: &[u8]) -> Result<T,
 
 fn reencode_request<T: DeserializeOwned + Serialize + Validate>(bytes: &[u8]) -> Result<Vec<u8>, Vec<FieldError>> {
     let value = decode_request::<T>(bytes)?;
-    serde_json::to_vec(&value).map_err(|e| vec![FieldError::new("body", e.to_string())])
+    encode(&value, bytes.len()).map_err(|e| vec![FieldError::new("body", e.to_string())])
 }
 
 fn filter_response<T: DeserializeOwned + Serialize>(bytes: &[u8]) -> Result<Vec<u8>, String> {
     let value: T = parse_whole(bytes, |e| format!("{}: {}", e.path(), e.inner()), |e| e.to_string())?;
-    serde_json::to_vec(&value).map_err(|e| e.to_string())
+    encode(&value, bytes.len()).map_err(|e| e.to_string())
+}
+
+/// `value` as compact JSON, in a buffer sized for about `hint` bytes (the
+/// document it was parsed from), so that it is not regrown on the way.
+fn encode<T: Serialize>(value: &T, hint: usize) -> serde_json::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(hint + hint / 8 + 16);
+    serde_json::to_writer(&mut out, value)?;
+    Ok(out)
 }
 
 /// Parses all of `bytes` as one `T`. Plain `serde_json` first: tracking the

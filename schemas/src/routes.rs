@@ -184,7 +184,8 @@ impl ParamKind {
     /// Returns the canonical form of `segment`, or `None` if it is not one.
     fn canonical(self, segment: &str) -> Option<String> {
         match self {
-            ParamKind::Uuid => parse_canonical_uuid(segment).map(|u| u.to_string()),
+            ParamKind::Uuid => parse_canonical_uuid(segment)
+                .map(|u| u.hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer()).to_owned()),
             ParamKind::Token => {
                 let ok = segment.len() == 43
                     && segment
@@ -261,6 +262,19 @@ pub fn openapi_path(template: &'static str) -> String {
 
 static COMPILED: LazyLock<Vec<Vec<Segment>>> = LazyLock::new(|| ROUTES.iter().map(|r| compile(r.path)).collect());
 
+/// The routes (indexes into `ROUTES`) by their number of segments, in table
+/// order: a path is compared only with the routes it could match, not with
+/// the whole table (a few thousand instructions on every request).
+static BY_LEN: LazyLock<Vec<Vec<usize>>> = LazyLock::new(|| {
+    let mut by_len = vec![Vec::new(); MAX_SEGMENTS + 1];
+    for (i, segments) in COMPILED.iter().enumerate() {
+        if let Some(slot) = by_len.get_mut(segments.len()) {
+            slot.push(i);
+        }
+    }
+    by_len
+});
+
 /// What the matcher decided.
 #[derive(Debug)]
 pub enum Match {
@@ -304,7 +318,11 @@ pub fn match_route(method: &str, path: &str) -> Match {
     let parts = &split[..count];
     let method = Method::parse(method);
     let mut allow = Vec::new();
-    for (route, segments) in ROUTES.iter().zip(COMPILED.iter()) {
+    let candidates = BY_LEN.get(count).map_or(&[][..], Vec::as_slice);
+    for (route, segments) in candidates
+        .iter()
+        .filter_map(|&i| Some((ROUTES.get(i)?, COMPILED.get(i)?)))
+    {
         let Some((params, canonical_path)) = match_segments(segments, parts) else {
             continue;
         };

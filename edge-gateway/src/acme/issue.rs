@@ -77,6 +77,32 @@ fn ca(step: &'static str) -> impl FnOnce(instant_acme::Error) -> IssueError {
     }
 }
 
+/// The error for a refused "the challenge is ready". The CA may already
+/// have tried the challenge when it answers (it validated at once, or a
+/// retried request found the challenge failed); then its problem says why
+/// the validation failed, and that is the challenge's failure, named as
+/// such, not a failure to talk to the CA.
+fn ready_refused(kind: ChallengeKind, domain: &str) -> impl FnOnce(instant_acme::Error) -> IssueError {
+    /// RFC 8555 §6.7: the problems a failed validation is reported with.
+    const VALIDATION: [&str; 6] = ["caa", "connection", "dns", "incorrectResponse", "tls", "unauthorized"];
+    move |e| match &e {
+        instant_acme::Error::Api(problem)
+            if problem
+                .r#type
+                .as_deref()
+                .and_then(|t| t.strip_prefix("urn:ietf:params:acme:error:"))
+                .is_some_and(|t| VALIDATION.contains(&t)) =>
+        {
+            IssueError::Challenge {
+                kind: kind.as_str(),
+                domain: domain.to_owned(),
+                detail: problem.to_string(),
+            }
+        }
+        _ => ca("telling the CA the challenge is ready")(e),
+    }
+}
+
 fn challenge_type(kind: ChallengeKind) -> ChallengeType {
     match kind {
         ChallengeKind::Http01 => ChallengeType::Http01,
@@ -217,10 +243,7 @@ impl Issuer<'_> {
                         domain: domain.clone(),
                         value: String::new(),
                     });
-                    challenge
-                        .set_ready()
-                        .await
-                        .map_err(ca("telling the CA the challenge is ready"))?;
+                    challenge.set_ready().await.map_err(ready_refused(kind, &domain))?;
                     continue;
                 }
                 ChallengeKind::Dns01 => Published {
@@ -249,10 +272,7 @@ impl Issuer<'_> {
                     domain: p.domain.clone(),
                     detail: crate::acme::chain(&e),
                 })?;
-                challenge
-                    .set_ready()
-                    .await
-                    .map_err(ca("telling the CA the challenge is ready"))?;
+                challenge.set_ready().await.map_err(ready_refused(kind, &domain))?;
                 continue;
             }
             put?;
@@ -263,10 +283,7 @@ impl Issuer<'_> {
                 ChallengeKind::TlsAlpn01 => {}
             }
             published.push(p);
-            challenge
-                .set_ready()
-                .await
-                .map_err(ca("telling the CA the challenge is ready"))?;
+            challenge.set_ready().await.map_err(ready_refused(kind, &domain))?;
         }
 
         let policy = RetryPolicy::new()
@@ -349,5 +366,32 @@ impl Issuer<'_> {
         if let Err(e) = self.link.delete_challenge(p.kind, &p.key).await {
             tracing::warn!(error = %chain(&e), "ACME: withdrawing a challenge answer failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn problem(kind: &str) -> instant_acme::Error {
+        let json = serde_json::json!({"type": kind, "detail": "dial tcp: connection refused", "status": 400});
+        instant_acme::Error::Api(serde_json::from_value(json).unwrap())
+    }
+
+    #[test]
+    fn a_failed_validation_on_ready_is_the_challenges_failure() {
+        let e = ready_refused(ChallengeKind::Http01, "a.example")(problem("urn:ietf:params:acme:error:connection"));
+        let text = e.to_string();
+        assert!(
+            text.starts_with("http-01 challenge for a.example failed: the CA answered:"),
+            "{text}"
+        );
+        assert!(text.contains("connection refused"), "{text}");
+        let e = ready_refused(ChallengeKind::Http01, "a.example")(problem("urn:ietf:params:acme:error:rateLimited"));
+        assert!(
+            e.to_string().starts_with("telling the CA the challenge is ready:"),
+            "{e}"
+        );
     }
 }

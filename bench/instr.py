@@ -1,0 +1,182 @@
+"""The `instr` suite: instructions per request in the proxy's own code.
+
+The edge suite's rates move with this host's speed (±10-20 % from one
+minute to the next), so a change worth a few per cent cannot be seen in
+them. Instructions can: callgrind counts every instruction a process runs
+in user space, the same count for the same binary and inputs whatever else
+the machine is doing. Kernel work (the sockets, the wake-ups) is not
+counted, so this complements the edge suite; it does not replace it.
+
+rampart-edge and nginx each run under callgrind, one worker, in front of
+the same stub as in the edge suite, and take the same HTTP/1.1 load
+(h2load --h1, 64 keep-alive connections, the validated POST). Each is
+measured twice, over a short and a long load, and the difference divided
+by the difference in requests: the TLS handshakes and start-up of each load
+cancel out, leaving the steady cost of one request.
+"""
+
+import re
+import subprocess
+import time
+from pathlib import Path
+
+# Requests in the short and the long load; the difference is what counts.
+SHORT, LONG = 4000, 20000
+CONNECTIONS = 64
+# valgrind runs a program some 50 times slower; every step is bounded.
+LOAD_LIMIT_S = 600
+
+
+def needs():
+    return {"valgrind": "valgrind", "nginx": "nginx", "h2load": "nghttp2-client", "openssl": "openssl"}
+
+
+def _totals(path):
+    """The instruction total of one callgrind dump."""
+    for line in Path(path).read_text().splitlines():
+        if line.startswith("totals:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{path}: no totals line")
+
+
+def _groups(path):
+    """Instructions by component (crate, libc, ...) in one callgrind dump of
+    a binary with debug information (rampart-edge)."""
+    out = subprocess.run(["callgrind_annotate", "--threshold=100", "--inclusive=no", str(path)],
+                         capture_output=True, text=True, check=True).stdout
+    total = _totals(path)
+    groups = {}
+    for line in out.splitlines():
+        m = re.match(r"\s*([\d,]+) \(\s*[\d.]+%\)\s+(\S+?):(.*)", line)
+        if not m or "PROGRAM TOTALS" in line:
+            continue
+        count, file, function = int(m.group(1).replace(",", "")), m.group(2), m.group(3)
+        # Frames that never return (a thread's entry) are listed with their
+        # whole thread's cost; no function's own share can be that large.
+        if count > total // 2:
+            continue
+        crate = re.search(r"/registry/src/[^/]+/([^/]+?)-\d[^/]*/", file)
+        if crate:
+            key = crate.group(1)
+        elif "/rustc/" in file:
+            # The standard library inlined into a crate's function: count it
+            # with that crate (`hyper::proto::...` -> hyper).
+            owner = re.match(r"\s*<?(?:<[^>]*>::)?(?:&(?:mut )?)?([a-z_][a-z0-9_]*)::", function)
+            key = (owner.group(1).replace("_", "-") if owner else "rust std")
+            key = "rust std" if key in ("core", "alloc", "std") else key
+        elif file.startswith("./"):
+            key = "libc"
+        elif "/work/" in file or "/src/" in file:
+            key = file.split("/src/")[0].rsplit("/", 1)[-1] or "own"
+        else:
+            key = "other"
+        groups[key] = groups.get(key, 0) + count
+    return groups
+
+
+def _load(url, body_file, requests):
+    """Sends `requests` POSTs over HTTP/1.1 keep-alive; all must succeed."""
+    out = subprocess.run(
+        ["h2load", "--h1", "-n", str(requests), "-c", str(CONNECTIONS), "-d", str(body_file),
+         "-H", "Content-Type: application/json", url],
+        capture_output=True, text=True, timeout=LOAD_LIMIT_S,
+    ).stdout
+    m = re.search(r"status codes: (\d+) 2xx", out)
+    if not m or int(m.group(1)) != requests:
+        raise RuntimeError(f"not every request succeeded under callgrind:\n{out}")
+
+
+def _measure(name, argv, port, url, body_file, tmp, wait_port, split=True):
+    """Runs `argv` under callgrind and returns its steady instructions per
+    request and (with `split`) their split by component."""
+    prefix = tmp / f"cg.{name}"
+    proc = subprocess.Popen(
+        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={prefix}.%p", *argv],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(tmp / f"{name}.valgrind.log", "w"),
+    )
+    try:
+        wait_port(port, limit=120.0)
+        _load(url, body_file, 500)  # warm-up: caches, pools, lazy tables
+        dumps = {}
+        for requests in (SHORT, LONG):
+            subprocess.run(["callgrind_control", "-z", str(proc.pid)], check=True, capture_output=True,
+                           timeout=60)
+            _load(url, body_file, requests)
+            before = set(tmp.glob(f"cg.{name}.*"))
+            subprocess.run(["callgrind_control", "-d", str(proc.pid)], check=True, capture_output=True,
+                           timeout=60)
+            deadline = time.monotonic() + 30
+            while not (new := set(tmp.glob(f"cg.{name}.*")) - before) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if not new:
+                raise RuntimeError(f"callgrind wrote no dump for {name}")
+            dumps[requests] = max(new, key=lambda p: p.stat().st_mtime)
+        per_request = (_totals(dumps[LONG]) - _totals(dumps[SHORT])) / (LONG - SHORT)
+        result = {"instructions_per_req": round(per_request)}
+        if split:
+            short, long = _groups(dumps[SHORT]), _groups(dumps[LONG])
+            parts = {k: (long.get(k, 0) - short.get(k, 0)) / (LONG - SHORT) for k in set(short) | set(long)}
+            result["by_component"] = {k: round(v) for k, v in sorted(parts.items(), key=lambda kv: -kv[1])
+                                      if v >= 50}
+        return result
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def bench_instr(tmp, release, route, body, start_stub, start_nginx_proxy, free_port, wait_port):
+    """Both proxies' instructions per request. `start_stub(port)` and
+    `start_nginx_proxy(port, stub_port, argv_prefix)` come from bench/run,
+    so that the stub and nginx's configuration are the edge suite's own."""
+    cert = tmp / "edge" / "tls"
+    cert.mkdir(parents=True)
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+         "-keyout", str(cert / "key.pem"), "-out", str(cert / "cert.pem"), "-days", "2",
+         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )
+    body_file = tmp / "body.json"
+    body_file.write_text(body)
+    secret = tmp / "secret"
+    secret.write_text("ab" * 32)
+    stub_port, edge_port, edge_http, nginx_port = free_port(), free_port(), free_port(), free_port()
+    stub = start_stub(stub_port)
+    try:
+        wait_port(stub_port)
+        results = {}
+        # valgrind does not know the Landlock system calls, and the edge
+        # refuses to run unconfined unless told to. Confinement changes
+        # no instruction on the request path (the seccomp filter runs in the
+        # kernel), so the count is the confined edge's too.
+        edge = [str(release / "rampart-edge"), "--state-dir", str(tmp / "edge"),
+                "--origin-secret-file", str(secret), "--core-addr", f"127.0.0.1:{stub_port}",
+                "--https-addr", f"127.0.0.1:{edge_port}", "--http-addr", f"127.0.0.1:{edge_http}",
+                "--login-attempts-per-minute", "1000000", "--workers", "1", "--danger-no-sandbox"]
+        print("  instr/rampart (callgrind)", flush=True)
+        results["rampart"] = _measure("rampart", edge, edge_port, f"https://127.0.0.1:{edge_port}{route}",
+                                      body_file, tmp, wait_port)
+        print("  instr/nginx (callgrind)", flush=True)
+        nginx = start_nginx_proxy(nginx_port, stub_port, cert)
+        # Debian's nginx has no debug information to split by.
+        results["nginx"] = _measure("nginx", nginx, nginx_port, f"https://127.0.0.1:{nginx_port}{route}",
+                                    body_file, tmp, wait_port, split=False)
+        results["rampart_over_nginx"] = round(
+            results["rampart"]["instructions_per_req"] / results["nginx"]["instructions_per_req"], 3)
+        return results
+    finally:
+        stub.terminate()
+        stub.wait()
+
+
+def print_instr(r):
+    print(f"\nInstructions per request in user space (callgrind; HTTP/1.1, {CONNECTIONS} keep-alive "
+          f"connections; ({LONG} - {SHORT} requests), one worker)")
+    for name in ("rampart", "nginx"):
+        top = ", ".join(f"{k} {v}" for k, v in list(r[name].get("by_component", {}).items())[:10])
+        print(f"{name:10}{r[name]['instructions_per_req']:>10}   {top}")
+    print(f"rampart/nginx: {r['rampart_over_nginx']:.2f}x the instructions (kernel work not counted)")
