@@ -15,13 +15,12 @@ by the difference in requests: the TLS handshakes and start-up of each load
 cancel out, leaving the steady cost of one request.
 """
 
+import os
 import re
 import subprocess
 import time
 from pathlib import Path
 
-# Requests in the short and the long load; the difference is what counts.
-SHORT, LONG = 4000, 20000
 CONNECTIONS = 64
 # valgrind runs a program some 50 times slower; every step is bounded.
 LOAD_LIMIT_S = 600
@@ -86,19 +85,21 @@ def _load(url, body_file, requests):
         raise RuntimeError(f"not every request succeeded under callgrind:\n{out}")
 
 
-def _measure(name, argv, port, url, body_file, tmp, wait_port, split=True):
+def _measure(name, argv, port, url, body_file, tmp, wait_port, loads, split=True):
     """Runs `argv` under callgrind and returns its steady instructions per
     request and (with `split`) their split by component."""
     prefix = tmp / f"cg.{name}"
     proc = subprocess.Popen(
         ["valgrind", "--tool=callgrind", f"--callgrind-out-file={prefix}.%p", *argv],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(tmp / f"{name}.valgrind.log", "w"),
+        # The edge suite's log level: warnings only, no line per request.
+        env=dict(os.environ, RUST_LOG="warn"), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(tmp / f"{name}.valgrind.log", "w"),
     )
     try:
         wait_port(port, limit=120.0)
         _load(url, body_file, 500)  # warm-up: caches, pools, lazy tables
         dumps = {}
-        for requests in (SHORT, LONG):
+        short_n, long_n = loads
+        for requests in loads:
             subprocess.run(["callgrind_control", "-z", str(proc.pid)], check=True, capture_output=True,
                            timeout=60)
             _load(url, body_file, requests)
@@ -111,11 +112,11 @@ def _measure(name, argv, port, url, body_file, tmp, wait_port, split=True):
             if not new:
                 raise RuntimeError(f"callgrind wrote no dump for {name}")
             dumps[requests] = max(new, key=lambda p: p.stat().st_mtime)
-        per_request = (_totals(dumps[LONG]) - _totals(dumps[SHORT])) / (LONG - SHORT)
+        per_request = (_totals(dumps[long_n]) - _totals(dumps[short_n])) / (long_n - short_n)
         result = {"instructions_per_req": round(per_request)}
         if split:
-            short, long = _groups(dumps[SHORT]), _groups(dumps[LONG])
-            parts = {k: (long.get(k, 0) - short.get(k, 0)) / (LONG - SHORT) for k in set(short) | set(long)}
+            short, long = _groups(dumps[short_n]), _groups(dumps[long_n])
+            parts = {k: (long.get(k, 0) - short.get(k, 0)) / (long_n - short_n) for k in set(short) | set(long)}
             result["by_component"] = {k: round(v) for k, v in sorted(parts.items(), key=lambda kv: -kv[1])
                                       if v >= 50}
         return result
@@ -128,10 +129,12 @@ def _measure(name, argv, port, url, body_file, tmp, wait_port, split=True):
             proc.wait()
 
 
-def bench_instr(tmp, release, route, body, start_stub, start_nginx_proxy, free_port, wait_port):
-    """Both proxies' instructions per request. `start_stub(port)` and
-    `start_nginx_proxy(port, stub_port, argv_prefix)` come from bench/run,
-    so that the stub and nginx's configuration are the edge suite's own."""
+def bench_instr(tmp, release, route, body, requests, start_stub, start_nginx_proxy, free_port, wait_port):
+    """Both proxies' instructions per request, from loads of `requests` and
+    a fifth of that. `start_stub(port)` and `start_nginx_proxy(port,
+    stub_port, cert_dir)` come from bench/run, so that the stub and nginx's
+    configuration are the edge suite's own."""
+    loads = (requests // 5, requests)
     cert = tmp / "edge" / "tls"
     cert.mkdir(parents=True)
     subprocess.run(
@@ -159,12 +162,13 @@ def bench_instr(tmp, release, route, body, start_stub, start_nginx_proxy, free_p
                 "--login-attempts-per-minute", "1000000", "--workers", "1", "--danger-no-sandbox"]
         print("  instr/rampart (callgrind)", flush=True)
         results["rampart"] = _measure("rampart", edge, edge_port, f"https://127.0.0.1:{edge_port}{route}",
-                                      body_file, tmp, wait_port)
+                                      body_file, tmp, wait_port, loads)
         print("  instr/nginx (callgrind)", flush=True)
         nginx = start_nginx_proxy(nginx_port, stub_port, cert)
         # Debian's nginx has no debug information to split by.
         results["nginx"] = _measure("nginx", nginx, nginx_port, f"https://127.0.0.1:{nginx_port}{route}",
-                                    body_file, tmp, wait_port, split=False)
+                                    body_file, tmp, wait_port, loads, split=False)
+        results["requests"] = list(loads)
         results["rampart_over_nginx"] = round(
             results["rampart"]["instructions_per_req"] / results["nginx"]["instructions_per_req"], 3)
         return results
@@ -174,8 +178,9 @@ def bench_instr(tmp, release, route, body, start_stub, start_nginx_proxy, free_p
 
 
 def print_instr(r):
+    short_n, long_n = r["requests"]
     print(f"\nInstructions per request in user space (callgrind; HTTP/1.1, {CONNECTIONS} keep-alive "
-          f"connections; ({LONG} - {SHORT} requests), one worker)")
+          f"connections; the difference between {long_n} and {short_n} requests; one worker)")
     for name in ("rampart", "nginx"):
         top = ", ".join(f"{k} {v}" for k, v in list(r[name].get("by_component", {}).items())[:10])
         print(f"{name:10}{r[name]['instructions_per_req']:>10}   {top}")

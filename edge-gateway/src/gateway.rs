@@ -358,9 +358,11 @@ fn filter_answer(
                     r
                 }
             };
-            for name in wire::FORWARDED_RESPONSE_HEADERS {
-                for value in headers.get_all(*name) {
-                    response.headers_mut().append(*name, value.clone());
+            // One pass over the core's few headers, rather than a lookup
+            // (and a parse of the name) per allowed name.
+            for (name, value) in headers {
+                if wire::FORWARDED_RESPONSE_HEADERS.contains(&name.as_str()) {
+                    response.headers_mut().append(name.clone(), value.clone());
                 }
             }
             response

@@ -37,6 +37,9 @@ const SECURITY_HEADERS: [(HeaderName, &str); 5] = [
     (header::X_FRAME_OPTIONS, "DENY"),
 ];
 
+/// A banner some servers add; never passed on.
+const X_POWERED_BY: HeaderName = HeaderName::from_static("x-powered-by");
+
 /// Adds the security headers and the request id. Anything that looks like a
 /// server banner is removed.
 pub fn finish(headers: &mut HeaderMap, request_id: &str) {
@@ -44,7 +47,7 @@ pub fn finish(headers: &mut HeaderMap, request_id: &str) {
         headers.insert(name, HeaderValue::from_static(value));
     }
     headers.remove(header::SERVER);
-    headers.remove("x-powered-by");
+    headers.remove(X_POWERED_BY);
     if let Ok(value) = HeaderValue::from_str(request_id) {
         headers.insert(schemas::wire::PUBLIC_REQUEST_ID, value);
     }
