@@ -368,7 +368,12 @@ mod tests {
 
     #[test]
     fn addresses_are_written_as_display_writes_them() {
-        for addr in ["198.18.0.9:443", "0.0.0.0:0", "255.255.255.255:65535", "[2001:db8::1]:8443"] {
+        for addr in [
+            "198.18.0.9:443",
+            "0.0.0.0:0",
+            "255.255.255.255:65535",
+            "[2001:db8::1]:8443",
+        ] {
             let addr: SocketAddr = addr.parse().unwrap();
             let mut out = Vec::new();
             push_addr(&mut out, addr);
