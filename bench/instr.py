@@ -21,6 +21,9 @@ import subprocess
 import time
 from pathlib import Path
 
+from common import BODY, ROUTE, edge_command, free_port, nginx_command, proxy_body, self_signed, start_nginx, \
+    stub_body, wait_port
+
 CONNECTIONS = 64
 # valgrind runs a program some 50 times slower; every step is bounded.
 LOAD_LIMIT_S = 600
@@ -85,14 +88,16 @@ def _load(url, body_file, requests):
         raise RuntimeError(f"not every request succeeded under callgrind:\n{out}")
 
 
-def _measure(name, argv, port, url, body_file, tmp, wait_port, loads, split=True):
-    """Runs `argv` under callgrind and returns its steady instructions per
-    request and (with `split`) their split by component."""
-    prefix = tmp / f"cg.{name}"
+def _measure(name, argv, port, body_file, tmp, loads, split=True):
+    """Runs `argv` (listening on `port`) under callgrind and returns its
+    steady instructions per request and (with `split`) their split by
+    component."""
+    url = f"https://127.0.0.1:{port}{ROUTE}"
+    log = open(tmp / f"{name}.valgrind.log", "w")
     proc = subprocess.Popen(
-        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={prefix}.%p", *argv],
+        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/cg.{name}.%p", *argv],
         # The edge suite's log level: warnings only, no line per request.
-        env=dict(os.environ, RUST_LOG="warn"), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(tmp / f"{name}.valgrind.log", "w"),
+        env=dict(os.environ, RUST_LOG="warn"), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
     )
     try:
         wait_port(port, limit=120.0)
@@ -127,28 +132,19 @@ def _measure(name, argv, port, url, body_file, tmp, wait_port, loads, split=True
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        log.close()
 
 
-def bench_instr(tmp, release, route, body, requests, start_stub, start_nginx_proxy, free_port, wait_port):
+def bench_instr(tmp, release, requests):
     """Both proxies' instructions per request, from loads of `requests` and
-    a fifth of that. `start_stub(port)` and `start_nginx_proxy(port,
-    stub_port, cert_dir)` come from bench/run, so that the stub and nginx's
-    configuration are the edge suite's own."""
+    a fifth of that, set up as in the edge suite (bench/common.py)."""
     loads = (requests // 5, requests)
     cert = tmp / "edge" / "tls"
-    cert.mkdir(parents=True)
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-         "-keyout", str(cert / "key.pem"), "-out", str(cert / "cert.pem"), "-days", "2",
-         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
-        check=True, capture_output=True,
-    )
+    self_signed(cert)
     body_file = tmp / "body.json"
-    body_file.write_text(body)
-    secret = tmp / "secret"
-    secret.write_text("ab" * 32)
+    body_file.write_text(BODY)
     stub_port, edge_port, edge_http, nginx_port = free_port(), free_port(), free_port(), free_port()
-    stub = start_stub(stub_port)
+    stub = start_nginx(tmp / "stub", stub_body(stub_port))
     try:
         wait_port(stub_port)
         results = {}
@@ -156,18 +152,14 @@ def bench_instr(tmp, release, route, body, requests, start_stub, start_nginx_pro
         # refuses to run unconfined unless told to. Confinement changes
         # no instruction on the request path (the seccomp filter runs in the
         # kernel), so the count is the confined edge's too.
-        edge = [str(release / "rampart-edge"), "--state-dir", str(tmp / "edge"),
-                "--origin-secret-file", str(secret), "--core-addr", f"127.0.0.1:{stub_port}",
-                "--https-addr", f"127.0.0.1:{edge_port}", "--http-addr", f"127.0.0.1:{edge_http}",
-                "--login-attempts-per-minute", "1000000", "--workers", "1", "--danger-no-sandbox"]
+        edge = edge_command(release, tmp, stub_port, edge_port, edge_http) + ["--workers", "1",
+                                                                              "--danger-no-sandbox"]
         print("  instr/rampart (callgrind)", flush=True)
-        results["rampart"] = _measure("rampart", edge, edge_port, f"https://127.0.0.1:{edge_port}{route}",
-                                      body_file, tmp, wait_port, loads)
+        results["rampart"] = _measure("rampart", edge, edge_port, body_file, tmp, loads)
         print("  instr/nginx (callgrind)", flush=True)
-        nginx = start_nginx_proxy(nginx_port, stub_port, cert)
+        nginx = nginx_command(tmp / "proxy", proxy_body(nginx_port, stub_port, cert), single=True)
         # Debian's nginx has no debug information to split by.
-        results["nginx"] = _measure("nginx", nginx, nginx_port, f"https://127.0.0.1:{nginx_port}{route}",
-                                    body_file, tmp, wait_port, loads, split=False)
+        results["nginx"] = _measure("nginx", nginx, nginx_port, body_file, tmp, loads, split=False)
         results["requests"] = list(loads)
         results["rampart_over_nginx"] = round(
             results["rampart"]["instructions_per_req"] / results["nginx"]["instructions_per_req"], 3)

@@ -262,14 +262,17 @@ pub fn openapi_path(template: &'static str) -> String {
 
 static COMPILED: LazyLock<Vec<Vec<Segment>>> = LazyLock::new(|| ROUTES.iter().map(|r| compile(r.path)).collect());
 
-/// The routes (indexes into `ROUTES`) by their number of segments, in table
-/// order: a path is compared only with the routes it could match, not with
-/// the whole table (a few thousand instructions on every request).
-static BY_LEN: LazyLock<Vec<Vec<usize>>> = LazyLock::new(|| {
+/// A route with its compiled template.
+type Candidate = (&'static Route, &'static [Segment]);
+
+/// The routes with their compiled templates, by number of segments, in
+/// table order: a path is compared only with the routes it could match,
+/// not with the whole table (a few thousand instructions on every request).
+static BY_LEN: LazyLock<Vec<Vec<Candidate>>> = LazyLock::new(|| {
     let mut by_len = vec![Vec::new(); MAX_SEGMENTS + 1];
-    for (i, segments) in COMPILED.iter().enumerate() {
+    for (route, segments) in ROUTES.iter().zip(COMPILED.iter()) {
         if let Some(slot) = by_len.get_mut(segments.len()) {
-            slot.push(i);
+            slot.push((route, segments.as_slice()));
         }
     }
     by_len
@@ -319,10 +322,7 @@ pub fn match_route(method: &str, path: &str) -> Match {
     let method = Method::parse(method);
     let mut allow = Vec::new();
     let candidates = BY_LEN.get(count).map_or(&[][..], Vec::as_slice);
-    for (route, segments) in candidates
-        .iter()
-        .filter_map(|&i| Some((ROUTES.get(i)?, COMPILED.get(i)?)))
-    {
+    for &(route, segments) in candidates {
         let Some((params, canonical_path)) = match_segments(segments, parts) else {
             continue;
         };

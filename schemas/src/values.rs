@@ -80,30 +80,28 @@ macro_rules! string_newtype {
 }
 
 fn no_control_chars(value: &str) -> Result<(), InvalidValue> {
-    if value.chars().any(char::is_control) {
+    // By bytes for ASCII, where `char::is_control` is `is_ascii_control`,
+    // without decoding; by characters otherwise.
+    let control = if value.is_ascii() {
+        value.bytes().any(|b| b.is_ascii_control())
+    } else {
+        value.chars().any(char::is_control)
+    };
+    if control {
         return Err(invalid("must not contain control characters"));
     }
     Ok(())
 }
 
 fn check_name(value: &str) -> Result<(), InvalidValue> {
-    // One pass over the bytes for the usual ASCII name; by characters
-    // otherwise. For ASCII, `char::is_control` is `is_ascii_control`.
-    let (len, control) = if value.is_ascii() {
-        (value.len(), value.bytes().any(|b| b.is_ascii_control()))
-    } else {
-        (value.chars().count(), value.chars().any(char::is_control))
-    };
+    let len = value.chars().count();
     if !(1..=64).contains(&len) {
         return Err(invalid("must be 1 to 64 characters"));
     }
     if value.trim() != value {
         return Err(invalid("must not start or end with white space"));
     }
-    if control {
-        return Err(invalid("must not contain control characters"));
-    }
-    Ok(())
+    no_control_chars(value)
 }
 
 fn check_username(value: &str) -> Result<(), InvalidValue> {
