@@ -91,10 +91,13 @@ def stub_body(port):
             f"    location / {{ default_type application/json; return 201 '{answer}'; }} }}")
 
 
-def proxy_body(port, stub_port, cert_dir):
-    """nginx as the TLS 1.3 reverse proxy in front of the stub."""
+def proxy_body(port, stub_port, cert_dir, access_log=None):
+    """nginx as the TLS 1.3 reverse proxy in front of the stub; with
+    `access_log` (a path), logging each request there as nginx does by
+    default (the `combined` format, one `write` per request)."""
+    log = f"    access_log {access_log};\n" if access_log else ""
     return (f"  upstream stub {{ server 127.0.0.1:{stub_port}; keepalive 256; }}\n"
-            f"  server {{ listen 127.0.0.1:{port} ssl http2;\n"
+            f"  server {{ listen 127.0.0.1:{port} ssl http2;\n{log}"
             f"    ssl_certificate {cert_dir}/cert.pem; ssl_certificate_key {cert_dir}/key.pem;\n"
             "    ssl_protocols TLSv1.3; keepalive_requests 1000000; server_tokens off;\n"
             "    location / { proxy_pass http://stub; proxy_http_version 1.1;\n"

@@ -88,16 +88,17 @@ def _load(url, body_file, requests):
         raise RuntimeError(f"not every request succeeded under callgrind:\n{out}")
 
 
-def _measure(name, argv, port, body_file, tmp, loads, split=True):
+def _measure(name, argv, port, body_file, tmp, loads, split=True, log_level="warn"):
     """Runs `argv` (listening on `port`) under callgrind and returns its
     steady instructions per request and (with `split`) their split by
-    component."""
+    component. `log_level` is rampart-edge's RUST_LOG: the edge suite's
+    `warn` (no line per request) or the default `info` (an access line per
+    request, to standard error: here a file)."""
     url = f"https://127.0.0.1:{port}{ROUTE}"
     log = open(tmp / f"{name}.valgrind.log", "w")
     proc = subprocess.Popen(
         ["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/cg.{name}.%p", *argv],
-        # The edge suite's log level: warnings only, no line per request.
-        env=dict(os.environ, RUST_LOG="warn"), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
+        env=dict(os.environ, RUST_LOG=log_level), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
     )
     try:
         wait_port(port, limit=120.0)
@@ -160,9 +161,21 @@ def bench_instr(tmp, release, requests):
         nginx = nginx_command(tmp / "proxy", proxy_body(nginx_port, stub_port, cert), single=True)
         # Debian's nginx has no debug information to split by.
         results["nginx"] = _measure("nginx", nginx, nginx_port, body_file, tmp, loads, split=False)
+        # Both again as shipped, with a log line per request: the edge at
+        # its default level, nginx with its default access log.
+        print("  instr/rampart, access log (callgrind)", flush=True)
+        results["rampart_access_log"] = _measure("rampart-log", edge, edge_port, body_file, tmp, loads,
+                                                 log_level="info")
+        print("  instr/nginx, access log (callgrind)", flush=True)
+        nginx = nginx_command(tmp / "proxy-log", proxy_body(nginx_port, stub_port, cert, tmp / "access.log"),
+                              single=True)
+        results["nginx_access_log"] = _measure("nginx-log", nginx, nginx_port, body_file, tmp, loads,
+                                               split=False)
         results["requests"] = list(loads)
-        results["rampart_over_nginx"] = round(
-            results["rampart"]["instructions_per_req"] / results["nginx"]["instructions_per_req"], 3)
+        for suffix in ("", "_access_log"):
+            results["rampart_over_nginx" + suffix] = round(
+                results["rampart" + suffix]["instructions_per_req"]
+                / results["nginx" + suffix]["instructions_per_req"], 3)
         return results
     finally:
         stub.terminate()
@@ -173,7 +186,9 @@ def print_instr(r):
     short_n, long_n = r["requests"]
     print(f"\nInstructions per request in user space (callgrind; HTTP/1.1, {CONNECTIONS} keep-alive "
           f"connections; the difference between {long_n} and {short_n} requests; one worker)")
-    for name in ("rampart", "nginx"):
+    for name in ("rampart", "nginx", "rampart_access_log", "nginx_access_log"):
         top = ", ".join(f"{k} {v}" for k, v in list(r[name].get("by_component", {}).items())[:10])
-        print(f"{name:10}{r[name]['instructions_per_req']:>10}   {top}")
-    print(f"rampart/nginx: {r['rampart_over_nginx']:.2f}x the instructions (kernel work not counted)")
+        label = name.replace("_access_log", ", access log")
+        print(f"{label:20}{r[name]['instructions_per_req']:>8}   {top}")
+    print(f"rampart/nginx: {r['rampart_over_nginx']:.2f}x the instructions without access logs, "
+          f"{r['rampart_over_nginx_access_log']:.2f}x with them (kernel work not counted)")

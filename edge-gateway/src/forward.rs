@@ -19,6 +19,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use schemas::wire;
 
+use crate::addr::V4Text;
 use crate::loopback::{Loopback, LoopbackError};
 use crate::secret::OriginSecret;
 
@@ -293,17 +294,7 @@ fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 fn push_addr(out: &mut Vec<u8>, addr: SocketAddr) {
     use std::io::Write;
     match addr {
-        SocketAddr::V4(v4) => {
-            let mut numbers = itoa::Buffer::new();
-            for (i, octet) in v4.ip().octets().into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b'.');
-                }
-                out.extend_from_slice(numbers.format(octet).as_bytes());
-            }
-            out.push(b':');
-            out.extend_from_slice(numbers.format(v4.port()).as_bytes());
-        }
+        SocketAddr::V4(v4) => out.extend_from_slice(V4Text::new(v4).as_str().as_bytes()),
         SocketAddr::V6(_) => {
             let _ = write!(out, "{addr}");
         }

@@ -28,6 +28,7 @@ use schemas::routes::{Match, Route, ServedBy, match_route};
 use schemas::wire;
 use tracing::{error, info, warn};
 
+use crate::addr::Addr;
 use crate::forward::{CoreClient, ForwardError, Provenance, Streamed};
 use crate::respond::{self, Body};
 use crate::throttle::Throttle;
@@ -79,9 +80,9 @@ impl Gateway {
         let status = response.status().as_u16();
         let micros = started.elapsed().as_micros();
         if response.status().is_server_error() {
-            warn!(request_id, %peer, %method, operation, status, micros, "request failed");
+            warn!(request_id, peer = %Addr(peer), %method, operation, status, micros, "request failed");
         } else {
-            info!(request_id, %peer, %method, operation, status, micros, "request");
+            info!(request_id, peer = %Addr(peer), %method, operation, status, micros, "request");
         }
         response
     }

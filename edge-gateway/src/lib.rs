@@ -6,6 +6,7 @@
 //!
 //! # Layout
 //! - [`acme`]: the ACME client, renewal, and the challenge answers.
+//! - [`addr`]: socket addresses as text, cheaply.
 //! - [`assets`]: the static pages embedded in the binary.
 //! - [`config`]: flags and environment.
 //! - [`server`]: accept loops and connection limits.
@@ -13,6 +14,7 @@
 //! - [`redirect`]: the plain-HTTP listener.
 //! - [`forward`]: what crosses to the core, and how its answers come back.
 //! - [`loopback`]: the lean HTTP/1.1 client for that hop.
+//! - [`log`]: the log's filter, its lines, and their way to standard error.
 //! - [`respond`]: problem documents and the headers on every answer.
 //! - [`throttle`]: per-address limits on sign-in and setup.
 //! - [`tls`]: rustls configuration and the swappable certificate.
@@ -20,10 +22,12 @@
 //! - [`workers`]: the HTTPS worker threads, one event loop each.
 
 pub mod acme;
+pub mod addr;
 pub mod assets;
 pub mod config;
 pub mod forward;
 pub mod gateway;
+pub mod log;
 pub mod loopback;
 pub mod redirect;
 pub mod respond;

@@ -7,7 +7,6 @@ use anyhow::Context;
 use clap::Parser;
 use edge_gateway::config::EdgeConfig;
 use tokio_util::sync::CancellationToken;
-use tracing_subscriber::EnvFilter;
 
 /// mimalloc's per-thread heaps suit the edge's one-runtime-per-thread
 /// workers: +7–10 % requests per second over glibc's malloc in
@@ -16,48 +15,12 @@ use tracing_subscriber::EnvFilter;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// The log filter: `RUST_LOG`, or `info`. rustls warns about every client
-/// whose SNI is malformed (an IP address, say), which would let anyone fill
-/// the log with one line per handshake; its warnings are off unless
-/// `RUST_LOG` names rustls itself.
-fn log_filter(rust_log: Option<&str>) -> EnvFilter {
-    let wanted = rust_log.filter(|s| !s.trim().is_empty()).unwrap_or("info");
-    let directives = if wanted.contains("rustls") {
-        wanted.to_owned()
-    } else {
-        format!("{wanted},rustls=error")
-    };
-    EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info,rustls=error"))
-}
-
-/// Log fields as the default formatter writes them without colours
-/// (`name=value`, the message bare), without passing each name through a
-/// colour style that is off anyway: that was a third of the cost of the
-/// per-request log line (docs/performance.md).
-fn plain_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + 'static {
-    use tracing_subscriber::field::MakeExt;
-    tracing_subscriber::fmt::format::debug_fn(|w, field, value| match field.name() {
-        "message" => write!(w, "{value:?}"),
-        name => write!(w, "{name}={value:?}"),
-    })
-    .delimited(" ")
-}
-
 /// Exit status for a configuration the edge refuses (sysexits EX_USAGE).
 const EXIT_USAGE: u8 = 64;
 
 fn main() -> ExitCode {
     let config = EdgeConfig::parse();
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let logger = tracing_subscriber::fmt()
-        .with_env_filter(log_filter(std::env::var("RUST_LOG").ok().as_deref()))
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi);
-    if ansi {
-        logger.init();
-    } else {
-        logger.fmt_fields(plain_fields()).init();
-    }
+    edge_gateway::log::init(std::env::var("RUST_LOG").ok().as_deref());
     if let Some(root) = &config.acme_ca_root
         && let Err(e) = edge_gateway::acme::certs::check_root(root)
     {
@@ -152,62 +115,5 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM; shutting down"),
         _ = int.recv() => tracing::info!("SIGINT; shutting down"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use std::sync::{Arc, Mutex};
-
-    use tracing_subscriber::fmt::format::DefaultFields;
-    use tracing_subscriber::fmt::{FormatFields, MakeWriter};
-
-    use super::plain_fields;
-
-    #[derive(Clone, Default)]
-    struct Lines(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Lines {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl<'a> MakeWriter<'a> for Lines {
-        type Writer = Lines;
-        fn make_writer(&'a self) -> Lines {
-            self.clone()
-        }
-    }
-
-    fn logged(fields: impl for<'w> FormatFields<'w> + Send + Sync + 'static) -> String {
-        let lines = Lines::default();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(lines.clone())
-            .with_ansi(false)
-            .without_time()
-            .fmt_fields(fields)
-            .finish();
-        tracing::subscriber::with_default(subscriber, || {
-            let peer: std::net::SocketAddr = "198.18.0.9:443".parse().unwrap();
-            tracing::info!(request_id = "r-1", %peer, operation = "users.create", status = 201u16, "request");
-            tracing::warn!(error = %"a \"quoted\" reason", "the {} failed", "hop");
-        });
-        String::from_utf8(lines.0.lock().unwrap().clone()).unwrap()
-    }
-
-    #[test]
-    fn plain_fields_write_what_the_default_writes_without_colour() {
-        let plain = logged(plain_fields());
-        assert!(
-            plain.contains(r#"request request_id="r-1" peer=198.18.0.9:443 operation="users.create" status=201"#),
-            "{plain}"
-        );
-        assert_eq!(plain, logged(DefaultFields::new()));
     }
 }

@@ -121,6 +121,54 @@ async fn http2_and_http1_both_work() {
     assert_eq!((r.version(), r.status()), (Version::HTTP_11, StatusCode::OK));
 }
 
+/// The access log is written by each worker when it runs out of work, not
+/// line by line: a quiet edge must still have written a request's line by
+/// the time its answer is read, and every line must be whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_request_is_in_the_access_log_by_the_time_it_is_answered() {
+    let rampart = Rampart::start().await;
+    let c = rampart.client();
+    let mut ids = Vec::new();
+    for path in ["/healthz", "/nope", "/api/v1/orgs"] {
+        let r = c.get(rampart.url(path)).send().await.unwrap();
+        ids.push((
+            path,
+            r.headers()["x-request-id"].to_str().unwrap().to_owned(),
+            r.status().as_u16(),
+        ));
+        r.bytes().await.unwrap();
+    }
+    // Written when the worker went idle, microseconds after the answer:
+    // allow for a slow machine, never for a line that is only written
+    // later by the next request or at shutdown.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let log = rampart.log();
+        // The core logs the same request id; the edge's line is wanted.
+        let edge_line = |id: &str| {
+            log.lines()
+                .find(|l| l.contains(id) && l.contains(" edge_gateway::gateway: request "))
+        };
+        let missing: Vec<_> = ids.iter().filter(|(_, id, _)| edge_line(id).is_none()).collect();
+        if missing.is_empty() {
+            for (path, id, status) in &ids {
+                let line = edge_line(id).unwrap();
+                assert!(
+                    line.contains(" peer=127.0.0.1:") && line.contains(" method=GET "),
+                    "{path}: {line}"
+                );
+                assert!(line.contains(&format!(" status={status} ")), "{path}: {line}");
+            }
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not in the log 2 s after the answer: {missing:?}\n{log}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_http_redirects_and_never_reaches_the_core() {
     let rampart = Rampart::start().await;
