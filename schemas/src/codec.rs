@@ -170,12 +170,18 @@ fn encode<T: Serialize>(value: &T, hint: usize) -> serde_json::Result<Vec<u8>> {
 /// field path costs on every field and only a refusal needs it, so a
 /// refused document is parsed again with the path, for `in_field` to
 /// describe; `trailing` describes bytes after the document.
+///
+/// The first parse reads the document as a `str`, checked as UTF-8 in one
+/// pass: parsing bytes, serde_json checks each string on its own, which
+/// cost more than the whole document's check (docs/performance.md).
 fn parse_whole<T: DeserializeOwned, E>(
     bytes: &[u8],
     in_field: impl FnOnce(serde_path_to_error::Error<serde_json::Error>) -> E,
     trailing: impl FnOnce(serde_json::Error) -> E,
 ) -> Result<T, E> {
-    if let Ok(value) = serde_json::from_slice(bytes) {
+    if let Ok(text) = std::str::from_utf8(bytes)
+        && let Ok(value) = serde_json::from_str(text)
+    {
         return Ok(value);
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);
@@ -288,6 +294,23 @@ mod tests {
         assert_eq!(fields(decode_request(br#"{"name":"a"} {}"#)), ["body"]);
         assert_eq!(fields(decode_request(b"")), ["body"]);
         assert_eq!(fields(decode_request(br#"[1]"#)), ["body"]);
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_are_refused_as_malformed() {
+        // Raw bytes that are not UTF-8, in a string and outside one.
+        for body in [
+            &b"{\"name\":\"a\xff\"}"[..],
+            b"{\"name\":\"a\"}\xc3",
+            b"{\"name\":\"\xed\xa0\x80\"}",
+        ] {
+            let errs = decode_request::<OrgCreate>(body).unwrap_err();
+            assert_eq!(errs.len(), 1, "{errs:?}");
+            assert_eq!(errs[0].field, "body", "{errs:?}");
+        }
+        // The same text as UTF-8 is a name like any other.
+        let ok = decode_request::<OrgCreate>("{\"name\":\"a\u{ff}\"}".as_bytes()).unwrap();
+        assert_eq!(ok.name.as_str(), "a\u{ff}");
     }
 
     #[test]
