@@ -48,11 +48,7 @@ enum AcmeCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    logline::init(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")));
     let is_root = rustix::process::geteuid().is_root();
     match cli.command {
         Command::Audit(AuditCommand::Verify(args)) => match audit::verify(&args, is_root, &mut std::io::stdout()) {

@@ -25,11 +25,7 @@ fn main() -> ExitCode {
             };
         }
     };
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .init();
+    logline::init(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")));
 
     let secret = match config.check().and_then(|()| config.read_origin_secret()) {
         Ok(secret) => secret,

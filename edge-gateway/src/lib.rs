@@ -14,7 +14,7 @@
 //! - [`redirect`]: the plain-HTTP listener.
 //! - [`forward`]: what crosses to the core, and how its answers come back.
 //! - [`loopback`]: the lean HTTP/1.1 client for that hop.
-//! - [`log`]: the log's filter, its lines, and their way to standard error.
+//! - [`log`]: the log's filter and subscriber (the `logline` crate).
 //! - [`respond`]: problem documents and the headers on every answer.
 //! - [`throttle`]: per-address limits on sign-in and setup.
 //! - [`tls`]: rustls configuration and the swappable certificate.

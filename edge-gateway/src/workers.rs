@@ -55,15 +55,15 @@ impl<C: Send + 'static> Workers<C> {
             let (lane, jobs) = mpsc::unbounded_channel();
             let (done, finish) = oneshot::channel();
             // The worker's log lines are written whenever it runs out of
-            // work, many to a `write` under load (`crate::log::write`).
+            // work, many to a `write` under load (`logline::write`).
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
-                .on_thread_park(crate::log::write::flush_this_thread)
+                .on_thread_park(logline::write::flush_this_thread)
                 .build()?;
             let context = context();
             let abort = abort.clone();
             std::thread::Builder::new().name(format!("{name}-{n}")).spawn(move || {
-                let _log = crate::log::write::buffer_this_thread();
+                let _log = logline::write::buffer_this_thread();
                 runtime.block_on(work(jobs, context, abort));
                 let _ = done.send(());
             })?;

@@ -1,5 +1,5 @@
 //! The end-to-end test harness: starts the real `rampart` binaries on
-//! ephemeral loopback ports in a temporary data directory and talks to them
+//! free loopback ports in a temporary data directory and talks to them
 //! as a client would.
 //!
 //! The binaries must be built first (`cargo build --bins`, same profile as
@@ -44,10 +44,41 @@ pub fn bin(name: &str) -> PathBuf {
 }
 
 /// A free TCP port on loopback. The port is released before it is used, so
-/// another process could take it in between; on these test machines that
-/// has not happened, and a clash fails the test loudly rather than silently.
+/// another process could take it in between; a clash fails the test loudly
+/// rather than silently.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    hold_port().local_addr().unwrap().port()
+}
+
+/// A listener on a free loopback port below the kernel's ephemeral range.
+///
+/// `bind(0)` hands out ports from the ephemeral range, where every outgoing
+/// connection also takes its source port: a port the harness released for
+/// a process to bind could be taken by any test's client connection in
+/// between (it was: the core of one test could not bind its port for a
+/// minute). Ports below that range are only ever taken by an explicit
+/// bind. Each test process starts at a random port, so parallel tests
+/// rarely even try the same one, and a port in use is skipped.
+fn hold_port() -> TcpListener {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOWEST: u32 = 10_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    if ephemeral_low <= LOWEST + 1_000 {
+        return TcpListener::bind("127.0.0.1:0").unwrap();
+    }
+    let span = ephemeral_low - LOWEST;
+    let _ = NEXT.compare_exchange(0, rand::random_range(1..=span), Ordering::Relaxed, Ordering::Relaxed);
+    for _ in 0..span {
+        let port = LOWEST + NEXT.fetch_add(1, Ordering::Relaxed) % span;
+        if let Ok(listener) = TcpListener::bind(("127.0.0.1", u16::try_from(port).unwrap())) {
+            return listener;
+        }
+    }
+    panic!("no free loopback port from {LOWEST} to {ephemeral_low}");
 }
 
 /// A temporary directory removed on drop.
@@ -90,7 +121,7 @@ impl Ports {
     pub fn fresh() -> Self {
         // All three held at once: one after another, the kernel may hand
         // out the same port twice (it did: core and HTTPS collided).
-        let held: [TcpListener; 3] = std::array::from_fn(|_| TcpListener::bind("127.0.0.1:0").unwrap());
+        let held: [TcpListener; 3] = std::array::from_fn(|_| hold_port());
         let [http, https, core] = held.map(|l| l.local_addr().unwrap());
         Self { http, https, core }
     }

@@ -1,9 +1,9 @@
-//! How the edge writes a log line's timestamp and fields when standard
-//! error is not a terminal: the text tracing-subscriber's default
-//! formatter writes without colours, for a fraction of the cost, and with
-//! every control character escaped.
+//! How a log line's timestamp and fields are written when standard error
+//! is not a terminal: the text tracing-subscriber's default formatter
+//! writes without colours, for a fraction of the cost, and with every
+//! control character escaped.
 //!
-//! The access line of every request went through `core::fmt` field by
+//! The edge's access line of every request went through `core::fmt` field by
 //! field, each string through `Debug`'s escaping one character at a time,
 //! and each timestamp through a calendar conversion: ~9 000 instructions a
 //! line, a seventh of a request's user-space cost (docs/performance.md,

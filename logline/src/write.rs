@@ -1,7 +1,7 @@
 //! Where the edge's log lines go: standard error, gathered per worker thread.
 //!
-//! At the default level every request writes an access line, and a `write`
-//! system call per line cost the edge more than the line's formatting
+//! At the default level the edge writes an access line per request, and a
+//! `write` system call per line cost it more than the line's formatting
 //! (docs/performance.md, "The access log"). A worker thread instead keeps
 //! its lines in a buffer of its own and writes them when it runs out of
 //! work (the runtime's park hook calls [`flush_this_thread`]), when the
@@ -17,7 +17,7 @@
 //!
 //! What a crash can lose is the current burst of the thread that crashed:
 //! the panic hook flushes that thread's buffer before the panic message
-//! (see [`super::init`]), and a `SIGKILL` loses what no worker has written yet.
+//! (see [`crate::init`]), and a `SIGKILL` loses what no worker has written yet.
 
 use std::cell::RefCell;
 use std::io::{self, Write};
@@ -33,7 +33,7 @@ thread_local! {
     static PENDING: RefCell<Option<Vec<u8>>> = const { RefCell::new(None) };
 }
 
-/// The `MakeWriter` for the edge's subscriber.
+/// The `MakeWriter` for the subscriber: standard error.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Stderr;
 

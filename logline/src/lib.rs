@@ -1,38 +1,25 @@
-//! The edge's log: what is logged ([`filter`]), how a line reads
-//! ([`fields`]) and where it goes ([`write`]).
+//! Log lines for Rampart's processes: what they read like ([`fields`]) and
+//! where they go ([`write`]).
 //!
 //! Lines go to standard error in tracing-subscriber's default layout
 //! (`2026-11-29T14:37:21.627973Z  INFO target: message name=value ...`).
 //! On a terminal that is tracing-subscriber's own formatter, in colour;
 //! otherwise (a file, a pipe to the supervisor or the journal) the same text
-//! from [`fields`], with control characters escaped, gathered per worker
-//! thread by [`write`].
+//! from [`fields`], with every control character escaped. Threads that ask
+//! ([`write::buffer_this_thread`]: the edge's HTTPS workers) gather their
+//! lines and write them when they run out of work.
 
 pub mod fields;
 pub mod write;
 
 use tracing_subscriber::EnvFilter;
 
-/// The log filter: `RUST_LOG`, or `info`. rustls warns about every client
-/// whose SNI is malformed (an IP address, say), which would let anyone fill
-/// the log with one line per handshake; its warnings are off unless
-/// `RUST_LOG` names rustls itself.
-pub fn filter(rust_log: Option<&str>) -> EnvFilter {
-    let wanted = rust_log.filter(|s| !s.trim().is_empty()).unwrap_or("info");
-    let directives = if wanted.contains("rustls") {
-        wanted.to_owned()
-    } else {
-        format!("{wanted},rustls=error")
-    };
-    EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info,rustls=error"))
-}
-
-/// Installs the process's subscriber: `rust_log` as [`filter`] reads it,
-/// colours when standard error is a terminal.
-pub fn init(rust_log: Option<&str>) {
+/// Installs the process's subscriber with `filter`: colours when standard
+/// error is a terminal, [`fields`] otherwise.
+pub fn init(filter: EnvFilter) {
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let logger = tracing_subscriber::fmt()
-        .with_env_filter(filter(rust_log))
+        .with_env_filter(filter)
         .with_writer(write::Stderr)
         .with_ansi(ansi);
     if ansi {
@@ -122,6 +109,11 @@ mod tests {
             "message"
         );
         tracing::error!(list = ?["a", "b"], "é, ü and 日本");
+        // The core's request span: its fields are formatted by the same
+        // `FormatFields` and shown before the event's.
+        let span = tracing::info_span!("request", id = "r-2", client = %"127.0.0.1:9", path = "/api/v1/orgs");
+        let _entered = span.enter();
+        tracing::info!(status = 401u16, ms = 0u64, "answered");
     }
 
     #[test]
@@ -133,7 +125,13 @@ mod tests {
             ),
             "{ours}"
         );
-        assert_eq!(ours.lines().count(), 4);
+        assert!(
+            ours.contains(
+                r#"request{id="r-2" client=127.0.0.1:9 path="/api/v1/orgs"}: logline::tests: answered status=401 ms=0"#
+            ),
+            "{ours}"
+        );
+        assert_eq!(ours.lines().count(), 5);
         assert_eq!(
             untimed(&ours),
             untimed(&logged(DefaultFields::new(), SystemTime, ordinary_lines))
