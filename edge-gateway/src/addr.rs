@@ -9,6 +9,19 @@ use std::net::{SocketAddr, SocketAddrV4};
 #[derive(Clone, Copy, Debug)]
 pub struct Addr(pub SocketAddr);
 
+impl Addr {
+    /// Appends the text to `out`.
+    pub fn push_to(self, out: &mut Vec<u8>) {
+        use std::io::Write;
+        match self.0 {
+            SocketAddr::V4(v4) => out.extend_from_slice(V4Text::new(v4).as_str().as_bytes()),
+            SocketAddr::V6(_) => {
+                let _ = write!(out, "{}", self.0);
+            }
+        }
+    }
+}
+
 impl fmt::Display for Addr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
@@ -20,13 +33,13 @@ impl fmt::Display for Addr {
 
 /// An IPv4 `ip:port`, at most `255.255.255.255:65535`.
 #[derive(Debug)]
-pub struct V4Text {
+struct V4Text {
     bytes: [u8; 21],
     len: usize,
 }
 
 impl V4Text {
-    pub fn new(addr: SocketAddrV4) -> Self {
+    fn new(addr: SocketAddrV4) -> Self {
         let mut text = Self { bytes: [0; 21], len: 0 };
         let mut numbers = itoa::Buffer::new();
         for (i, octet) in addr.ip().octets().into_iter().enumerate() {
@@ -45,7 +58,7 @@ impl V4Text {
         self.len += part.len();
     }
 
-    pub fn as_str(&self) -> &str {
+    fn as_str(&self) -> &str {
         // Only ASCII digits, dots and a colon were pushed.
         std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
     }
@@ -67,6 +80,9 @@ mod tests {
             let addr: SocketAddr = text.parse().unwrap();
             assert_eq!(Addr(addr).to_string(), text);
             assert_eq!(Addr(addr).to_string(), addr.to_string());
+            let mut out = b"x=".to_vec();
+            Addr(addr).push_to(&mut out);
+            assert_eq!(out, format!("x={text}").into_bytes());
         }
     }
 }

@@ -19,7 +19,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use schemas::wire;
 
-use crate::addr::V4Text;
+use crate::addr::Addr;
 use crate::loopback::{Loopback, LoopbackError};
 use crate::secret::OriginSecret;
 
@@ -169,7 +169,7 @@ impl CoreClient {
             out.extend_from_slice(part.as_bytes());
         }
         field(&mut out, wire::CLIENT_ADDR.as_bytes(), b"");
-        push_addr(&mut out, from.client);
+        Addr(from.client).push_to(&mut out);
         field(&mut out, wire::REQUEST_ID.as_bytes(), from.request_id.as_bytes());
         field(&mut out, wire::ORIGIN_PROOF.as_bytes(), self.proof.as_bytes());
         for_each_allowed(client_headers, |name, value| {
@@ -289,18 +289,6 @@ fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(value);
 }
 
-/// `ip:port` as `SocketAddr`'s `Display` writes it, without `fmt` for the
-/// common IPv4 case.
-fn push_addr(out: &mut Vec<u8>, addr: SocketAddr) {
-    use std::io::Write;
-    match addr {
-        SocketAddr::V4(v4) => out.extend_from_slice(V4Text::new(v4).as_str().as_bytes()),
-        SocketAddr::V6(_) => {
-            let _ = write!(out, "{addr}");
-        }
-    }
-}
-
 /// Calls `emit` with each allow-listed client header in the order the
 /// client sent them, `cookie` last. HTTP/2 clients may split `cookie` into
 /// several fields; HTTP/1.1 wants them joined with `; `. One pass over the
@@ -355,20 +343,5 @@ mod tests {
         assert_eq!(to.get("cookie").unwrap(), "a=1; b=2");
         assert_eq!(to.get("authorization").unwrap(), "Bearer x");
         assert_eq!(to.len(), 2);
-    }
-
-    #[test]
-    fn addresses_are_written_as_display_writes_them() {
-        for addr in [
-            "198.18.0.9:443",
-            "0.0.0.0:0",
-            "255.255.255.255:65535",
-            "[2001:db8::1]:8443",
-        ] {
-            let addr: SocketAddr = addr.parse().unwrap();
-            let mut out = Vec::new();
-            push_addr(&mut out, addr);
-            assert_eq!(String::from_utf8(out).unwrap(), addr.to_string());
-        }
     }
 }

@@ -50,6 +50,10 @@ pub fn finish(headers: &mut HeaderMap, request_id: &str) {
     }
     headers.remove(header::SERVER);
     headers.remove(X_POWERED_BY);
+    insert_request_id(headers, request_id);
+}
+
+fn insert_request_id(headers: &mut HeaderMap, request_id: &str) {
     if let Ok(value) = HeaderValue::from_str(request_id) {
         headers.insert(schemas::wire::PUBLIC_REQUEST_ID, value);
     }
@@ -80,9 +84,7 @@ pub fn bytes(
     let headers = response.headers_mut();
     *headers = BASE_HEADERS.clone();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    if let Ok(value) = HeaderValue::from_str(request_id) {
-        headers.insert(schemas::wire::PUBLIC_REQUEST_ID, value);
-    }
+    insert_request_id(headers, request_id);
     response
 }
 

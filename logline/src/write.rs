@@ -1,8 +1,10 @@
-//! Where the edge's log lines go: standard error, gathered per worker thread.
+//! Where log lines go: standard error, gathered per thread where the thread
+//! asks for it.
 //!
 //! At the default level the edge writes an access line per request, and a
 //! `write` system call per line cost it more than the line's formatting
-//! (docs/performance.md, "The access log"). A worker thread instead keeps
+//! (docs/performance.md, "The access log"). A worker thread (the edge's
+//! HTTPS workers) that calls [`buffer_this_thread`] instead keeps
 //! its lines in a buffer of its own and writes them when it runs out of
 //! work (the runtime's park hook calls [`flush_this_thread`]), when the
 //! next line would take the buffer past [`MAX_WRITE`] bytes, and when the
@@ -11,9 +13,9 @@
 //!
 //! Each `write` holds whole lines and at most [`MAX_WRITE`] bytes (a longer
 //! line goes alone): writes of up to `PIPE_BUF` bytes to a pipe are never
-//! interleaved with another process's, so lines stay whole when the edge
-//! shares its standard error with its supervisor. Threads that did not ask
-//! for a buffer (the accept loop, ACME, start-up) write each line at once.
+//! interleaved with another process's, so lines stay whole when processes
+//! share their standard error with their supervisor. Threads that did not
+//! ask for a buffer write each line at once.
 //!
 //! What a crash can lose is the current burst of the thread that crashed:
 //! the panic hook flushes that thread's buffer before the panic message
