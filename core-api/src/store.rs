@@ -53,6 +53,7 @@ pub use admins::{AdminChange, TotpState};
 pub use tokens::{NewToken, TokenAuth};
 
 pub use acme::{AcmeSettings, AcmeSettingsChange, StoredCert, StoredChallenge};
+use conn::Cached;
 use conn::Db;
 pub use resources::{NewDevice, NewLink, NewServer, PeerProfile, ServerQuery, UserQuery};
 pub use tunnel::{Touched, TunnelPeer, TunnelServer};
@@ -279,7 +280,7 @@ impl Store {
     /// Runs a trivial query: the core is ready when this works.
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.db
-            .read(|conn| Ok(conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))?))
+            .read(|conn| Ok(conn.row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))?))
             .await
     }
 

@@ -4,6 +4,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use schemas::api::Admin;
 use schemas::values::{AdminId, Role, Username};
 
+use super::conn::Cached;
 use super::{
     AdminCredentials, LockPolicy, NewAdmin, NewSession, SessionInfo, SetupState, StoreError, ts_from_sql, ts_to_sql,
 };
@@ -25,11 +26,11 @@ pub(super) fn admin_from(id: &str, username: String, role: &str) -> Result<Admin
 
 pub(super) fn setup_state(conn: &Connection) -> Result<SetupState, StoreError> {
     let row: Option<(Option<String>, Option<String>)> = conn
-        .query_row("SELECT token_hash, used_at FROM setup WHERE id = 1", [], |r| {
+        .row("SELECT token_hash, used_at FROM setup WHERE id = 1", [], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })
         .optional()?;
-    let admin_exists: bool = conn.query_row("SELECT EXISTS (SELECT 1 FROM admins)", [], |r| r.get(0))?;
+    let admin_exists: bool = conn.row("SELECT EXISTS (SELECT 1 FROM admins)", [], |r| r.get(0))?;
     let (token_hash, used_at) = row.unwrap_or_default();
     Ok(SetupState {
         token_hash,
@@ -39,7 +40,7 @@ pub(super) fn setup_state(conn: &Connection) -> Result<SetupState, StoreError> {
 }
 
 pub(super) fn issue_setup_token(conn: &Connection, token_hash: &str) -> Result<(), StoreError> {
-    conn.execute(
+    conn.exec(
         "INSERT INTO setup (id, token_hash, used_at) VALUES (1, ?1, NULL)
          ON CONFLICT (id) DO UPDATE SET token_hash = excluded.token_hash WHERE used_at IS NULL",
         params![token_hash],
@@ -59,7 +60,7 @@ pub(super) fn complete_setup(conn: &Connection, token_hash: &str, new: &NewAdmin
         _ => return Err(StoreError::WrongSetupToken),
     }
     insert_admin(conn, new)?;
-    conn.execute(
+    conn.exec(
         "UPDATE setup SET used_at = ?1, token_hash = NULL WHERE id = 1",
         params![ts_to_sql(new.created_at)],
     )?;
@@ -67,7 +68,7 @@ pub(super) fn complete_setup(conn: &Connection, token_hash: &str, new: &NewAdmin
 }
 
 pub(super) fn insert_admin(conn: &Connection, new: &NewAdmin) -> Result<(), StoreError> {
-    let taken: bool = conn.query_row(
+    let taken: bool = conn.row(
         "SELECT EXISTS (SELECT 1 FROM admins WHERE username = ?1)",
         params![new.admin.username.as_str()],
         |r| r.get(0),
@@ -75,7 +76,7 @@ pub(super) fn insert_admin(conn: &Connection, new: &NewAdmin) -> Result<(), Stor
     if taken {
         return Err(StoreError::Duplicate { field: "username" });
     }
-    conn.execute(
+    conn.exec(
         "INSERT INTO admins (id, username, password_hash, role, disabled, created_at)
          VALUES (?1, ?2, ?3, ?4, 0, ?5)",
         params![
@@ -91,7 +92,7 @@ pub(super) fn insert_admin(conn: &Connection, new: &NewAdmin) -> Result<(), Stor
 
 pub(super) fn admin_credentials(conn: &Connection, username: &str) -> Result<Option<AdminCredentials>, StoreError> {
     let row: Option<(String, String, String, String, bool, Option<String>)> = conn
-        .query_row(
+        .row(
             "SELECT id, username, role, password_hash, disabled, totp_sealed FROM admins WHERE username = ?1",
             params![username],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
@@ -110,7 +111,7 @@ pub(super) fn admin_credentials(conn: &Connection, username: &str) -> Result<Opt
 
 pub(super) fn locked_until(conn: &Connection, username: &str) -> Result<Option<Timestamp>, StoreError> {
     let until: Option<Option<String>> = conn
-        .query_row(
+        .row(
             "SELECT locked_until FROM login_throttle WHERE username = ?1",
             params![username],
             |r| r.get(0),
@@ -128,7 +129,7 @@ pub(super) fn count_failure(
     now: Timestamp,
     policy: LockPolicy,
 ) -> Result<(), StoreError> {
-    let failures: i64 = conn.query_row(
+    let failures: i64 = conn.row(
         "INSERT INTO login_throttle (username, failures, locked_until) VALUES (?1, 1, NULL)
          ON CONFLICT (username) DO UPDATE SET failures = failures + 1
          RETURNING failures",
@@ -139,7 +140,7 @@ pub(super) fn count_failure(
     let until = policy(failures)
         .and_then(|lock| now.checked_add(lock).ok())
         .map(ts_to_sql);
-    conn.execute(
+    conn.exec(
         "UPDATE login_throttle SET locked_until = ?2 WHERE username = ?1",
         params![username, until],
     )?;
@@ -147,17 +148,17 @@ pub(super) fn count_failure(
 }
 
 pub(super) fn clear_throttle(conn: &Connection, username: &str) -> Result<(), StoreError> {
-    conn.execute("DELETE FROM login_throttle WHERE username = ?1", params![username])?;
+    conn.exec("DELETE FROM login_throttle WHERE username = ?1", params![username])?;
     Ok(())
 }
 
 pub(super) fn insert_session(conn: &Connection, session: &NewSession) -> Result<(), StoreError> {
     // Sign-in is a good moment to forget sessions nobody can use any more.
-    conn.execute(
+    conn.exec(
         "DELETE FROM sessions WHERE expires_at <= ?1",
         params![ts_to_sql(session.created_at)],
     )?;
-    conn.execute(
+    conn.exec(
         "INSERT INTO sessions (token_hash, admin_id, csrf_hash, created_at, expires_at)
          VALUES (?1, ?2, ?3, ?4, ?5)",
         params![
@@ -173,7 +174,7 @@ pub(super) fn insert_session(conn: &Connection, session: &NewSession) -> Result<
 
 pub(super) fn session(conn: &Connection, token_hash: &str) -> Result<Option<SessionInfo>, StoreError> {
     let row: Option<(String, String, String, bool, String, String)> = conn
-        .query_row(
+        .row(
             "SELECT a.id, a.username, a.role, a.disabled, s.csrf_hash, s.expires_at
              FROM sessions s JOIN admins a ON a.id = s.admin_id
              WHERE s.token_hash = ?1",
@@ -193,6 +194,6 @@ pub(super) fn session(conn: &Connection, token_hash: &str) -> Result<Option<Sess
 }
 
 pub(super) fn delete_session(conn: &Connection, token_hash: &str) -> Result<(), StoreError> {
-    conn.execute("DELETE FROM sessions WHERE token_hash = ?1", params![token_hash])?;
+    conn.exec("DELETE FROM sessions WHERE token_hash = ?1", params![token_hash])?;
     Ok(())
 }

@@ -8,6 +8,7 @@ use schemas::acme::internal::CertMeta;
 use schemas::acme::{ChallengeKind, DirectoryUrl, DomainName};
 use schemas::values::Email;
 
+use super::conn::Cached;
 use super::{Store, StoreError, audit, ts_from_sql, ts_to_sql};
 use crate::audit::AuditRecord;
 
@@ -82,7 +83,7 @@ fn read_settings(conn: &Connection) -> Result<AcmeSettings, StoreError> {
         Option<String>,
         Option<String>,
     );
-    let row: Row = conn.query_row(
+    let row: Row = conn.row(
         "SELECT domains, email, directory, challenge, renew_requested, last_attempt, last_error
          FROM acme_settings WHERE id = 1",
         [],
@@ -124,22 +125,22 @@ fn apply_change(tx: &Transaction<'_>, change: &AcmeSettingsChange) -> Result<(),
     }
     if let Some(domains) = &change.domains {
         let json = serde_json::to_string(domains).map_err(|_| corrupt("acme_settings.domains", "?"))?;
-        tx.execute("UPDATE acme_settings SET domains = ?1 WHERE id = 1", params![json])?;
+        tx.exec("UPDATE acme_settings SET domains = ?1 WHERE id = 1", params![json])?;
     }
     if let Some(email) = &change.email {
-        tx.execute(
+        tx.exec(
             "UPDATE acme_settings SET email = ?1 WHERE id = 1",
             params![email.as_str()],
         )?;
     }
     if let Some(directory) = &change.directory {
-        tx.execute(
+        tx.exec(
             "UPDATE acme_settings SET directory = ?1 WHERE id = 1",
             params![directory.as_str()],
         )?;
     }
     if let Some(challenge) = change.challenge {
-        tx.execute(
+        tx.exec(
             "UPDATE acme_settings SET challenge = ?1 WHERE id = 1",
             params![challenge.as_str()],
         )?;
@@ -150,7 +151,7 @@ fn apply_change(tx: &Transaction<'_>, change: &AcmeSettingsChange) -> Result<(),
 fn read_cert(conn: &Connection) -> Result<Option<StoredCert>, StoreError> {
     type Row = (String, String, String, String, String, String, String);
     let row: Option<Row> = conn
-        .query_row(
+        .row(
             "SELECT serial, names, issuer, not_before, not_after, chain_pem, key_sealed
              FROM acme_certificate WHERE id = 1",
             [],
@@ -208,7 +209,7 @@ impl Store {
     pub async fn request_acme_renewal(&self, record: AuditRecord) -> Result<(), StoreError> {
         self.db
             .write(move |tx| {
-                tx.execute("UPDATE acme_settings SET renew_requested = 1 WHERE id = 1", [])?;
+                tx.exec("UPDATE acme_settings SET renew_requested = 1 WHERE id = 1", [])?;
                 audit::append(tx, &record)
             })
             .await
@@ -219,7 +220,7 @@ impl Store {
     pub async fn take_acme_renewal(&self) -> Result<bool, StoreError> {
         self.db
             .write(|tx| {
-                let n = tx.execute(
+                let n = tx.exec(
                     "UPDATE acme_settings SET renew_requested = 0 WHERE id = 1 AND renew_requested = 1",
                     [],
                 )?;
@@ -238,7 +239,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         self.db
             .write(move |tx| {
-                let n = tx.execute(
+                let n = tx.exec(
                     "UPDATE acme_settings SET lease_holder = ?1, lease_until = ?3
                      WHERE id = 1 AND (lease_holder IS NULL OR lease_holder = ?1 OR lease_until < ?2)",
                     params![holder, ts_to_sql(now), ts_to_sql(until)],
@@ -252,7 +253,7 @@ impl Store {
     pub async fn release_acme_lease(&self, holder: String) -> Result<(), StoreError> {
         self.db
             .write(move |tx| {
-                tx.execute(
+                tx.exec(
                     "UPDATE acme_settings SET lease_holder = NULL, lease_until = NULL
                      WHERE id = 1 AND lease_holder = ?1",
                     params![holder],
@@ -266,7 +267,7 @@ impl Store {
     pub async fn record_acme_attempt(&self, at: Timestamp, error: Option<String>) -> Result<(), StoreError> {
         self.db
             .write(move |tx| {
-                tx.execute(
+                tx.exec(
                     "UPDATE acme_settings SET last_attempt = ?1, last_error = ?2 WHERE id = 1",
                     params![ts_to_sql(at), error],
                 )?;
@@ -286,7 +287,7 @@ impl Store {
             .write(move |tx| {
                 let names =
                     serde_json::to_string(&cert.meta.names).map_err(|_| corrupt("acme_certificate.names", "?"))?;
-                tx.execute(
+                tx.exec(
                     "INSERT INTO acme_certificate
                        (id, serial, names, issuer, not_before, not_after, chain_pem, key_sealed, stored_at)
                      VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
@@ -313,7 +314,7 @@ impl Store {
         self.db
             .read(move |conn| {
                 Ok(conn
-                    .query_row(
+                    .row(
                         "SELECT credentials_sealed FROM acme_accounts WHERE directory = ?1",
                         params![directory],
                         |r| r.get(0),
@@ -332,7 +333,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.db
             .write(move |tx| {
-                tx.execute(
+                tx.exec(
                     "INSERT INTO acme_accounts (directory, credentials_sealed, created_at) VALUES (?1, ?2, ?3)
                      ON CONFLICT (directory) DO UPDATE SET credentials_sealed = ?2, created_at = ?3",
                     params![directory, sealed, ts_to_sql(now)],
@@ -353,11 +354,11 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.db
             .write(move |tx| {
-                tx.execute(
+                tx.exec(
                     "DELETE FROM acme_challenges WHERE expires_at < ?1",
                     params![ts_to_sql(now)],
                 )?;
-                tx.execute(
+                tx.exec(
                     "INSERT INTO acme_challenges (kind, key, value, key_sealed, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)
                      ON CONFLICT (kind, key) DO UPDATE SET value = ?3, key_sealed = ?4, expires_at = ?5",
                     params![
@@ -383,7 +384,7 @@ impl Store {
         self.db
             .read(move |conn| {
                 Ok(conn
-                    .query_row(
+                    .row(
                         "SELECT value, key_sealed FROM acme_challenges
                          WHERE kind = ?1 AND key = ?2 AND expires_at >= ?3",
                         params![kind.as_str(), key, ts_to_sql(now)],
@@ -403,7 +404,7 @@ impl Store {
     pub async fn delete_acme_challenge(&self, kind: ChallengeKind, key: String) -> Result<(), StoreError> {
         self.db
             .write(move |tx| {
-                tx.execute(
+                tx.exec(
                     "DELETE FROM acme_challenges WHERE kind = ?1 AND key = ?2",
                     params![kind.as_str(), key],
                 )?;

@@ -10,6 +10,7 @@ use schemas::api::AdminDetail;
 use schemas::values::{AdminId, Role};
 
 use super::accounts::admin_from;
+use super::conn::Cached;
 use super::{Listed, Store, StoreError, ts_from_sql};
 use crate::audit::AuditRecord;
 use crate::store::audit;
@@ -60,7 +61,7 @@ fn detail_from(row: (String, String, String, bool, bool, String)) -> Result<Admi
 
 pub(super) fn get(conn: &Connection, id: AdminId) -> Result<AdminDetail, StoreError> {
     let row = conn
-        .query_row(
+        .row(
             &format!("SELECT {DETAIL_COLUMNS} FROM admins WHERE id = ?1"),
             params![id.to_string()],
             read_detail,
@@ -89,7 +90,7 @@ fn list(conn: &Connection, after: Option<AdminId>, limit: u32) -> Result<Listed<
 
 /// Active admins other than `id`.
 fn other_active_admins(conn: &Connection, id: AdminId) -> Result<i64, StoreError> {
-    Ok(conn.query_row(
+    Ok(conn.row(
         "SELECT count(*) FROM admins WHERE role = 'admin' AND disabled = 0 AND id != ?1",
         params![id.to_string()],
         |r| r.get(0),
@@ -98,8 +99,8 @@ fn other_active_admins(conn: &Connection, id: AdminId) -> Result<i64, StoreError
 
 /// Ends every session and API token of `id` (disable, delete).
 fn end_credentials(conn: &Connection, id: AdminId) -> Result<(), StoreError> {
-    conn.execute("DELETE FROM sessions WHERE admin_id = ?1", params![id.to_string()])?;
-    conn.execute("DELETE FROM api_tokens WHERE admin_id = ?1", params![id.to_string()])?;
+    conn.exec("DELETE FROM sessions WHERE admin_id = ?1", params![id.to_string()])?;
+    conn.exec("DELETE FROM api_tokens WHERE admin_id = ?1", params![id.to_string()])?;
     Ok(())
 }
 
@@ -112,7 +113,7 @@ fn update(conn: &Connection, id: AdminId, change: &AdminChange) -> Result<AdminD
         let field = if role != Role::Admin { "role" } else { "disabled" };
         return Err(StoreError::LastAdmin { field });
     }
-    conn.execute(
+    conn.exec(
         "UPDATE admins SET role = ?2, disabled = ?3, password_hash = coalesce(?4, password_hash) WHERE id = ?1",
         params![id.to_string(), role.as_str(), disabled, change.password_hash],
     )?;
@@ -121,7 +122,7 @@ fn update(conn: &Connection, id: AdminId, change: &AdminChange) -> Result<AdminD
     }
     if change.password_hash.is_some() {
         // A new password ends the sessions an old one may have opened.
-        conn.execute(
+        conn.exec(
             "DELETE FROM sessions WHERE admin_id = ?1 AND token_hash IS NOT ?2",
             params![id.to_string(), change.keep_session],
         )?;
@@ -137,12 +138,12 @@ fn delete(conn: &Connection, id: AdminId) -> Result<(), StoreError> {
     // Sessions and tokens go by ON DELETE CASCADE too; explicit for clarity
     // and for databases opened without foreign keys.
     end_credentials(conn, id)?;
-    conn.execute("DELETE FROM admins WHERE id = ?1", params![id.to_string()])?;
+    conn.exec("DELETE FROM admins WHERE id = ?1", params![id.to_string()])?;
     Ok(())
 }
 
 fn totp(conn: &Connection, id: AdminId) -> Result<TotpState, StoreError> {
-    conn.query_row(
+    conn.row(
         "SELECT totp_sealed, totp_pending_sealed, totp_last_step FROM admins WHERE id = ?1",
         params![id.to_string()],
         |r| {
@@ -159,7 +160,7 @@ fn totp(conn: &Connection, id: AdminId) -> Result<TotpState, StoreError> {
 
 /// Records `step` as the last accepted one, refusing it if it is not later.
 pub(super) fn accept_totp_step(conn: &Connection, id: AdminId, step: i64) -> Result<(), StoreError> {
-    let changed = conn.execute(
+    let changed = conn.exec(
         "UPDATE admins SET totp_last_step = ?2
          WHERE id = ?1 AND (totp_last_step IS NULL OR totp_last_step < ?2)",
         params![id.to_string(), step],
@@ -185,7 +186,7 @@ impl Store {
     pub async fn admin_password_hash(&self, id: AdminId) -> Result<String, StoreError> {
         self.db
             .read(move |conn| {
-                conn.query_row(
+                conn.row(
                     "SELECT password_hash FROM admins WHERE id = ?1",
                     params![id.to_string()],
                     |r| r.get(0),
@@ -234,7 +235,7 @@ impl Store {
     pub async fn set_totp_pending(&self, id: AdminId, sealed: String, record: AuditRecord) -> Result<(), StoreError> {
         self.db
             .write(move |tx| {
-                let changed = tx.execute(
+                let changed = tx.exec(
                     "UPDATE admins SET totp_pending_sealed = ?2 WHERE id = ?1",
                     params![id.to_string(), sealed],
                 )?;
@@ -251,7 +252,7 @@ impl Store {
         self.db
             .write(move |tx| {
                 // The replay floor goes too: it counted steps of the old seed.
-                let changed = tx.execute(
+                let changed = tx.exec(
                     "UPDATE admins SET totp_sealed = NULL, totp_pending_sealed = NULL, totp_last_step = NULL
                      WHERE id = ?1",
                     params![id.to_string()],
@@ -277,7 +278,7 @@ impl Store {
             .write(move |tx| {
                 // Only the enrolment whose code was checked: a new enrolment
                 // started meanwhile must be confirmed with its own code.
-                let changed = tx.execute(
+                let changed = tx.exec(
                     "UPDATE admins SET totp_sealed = totp_pending_sealed, totp_pending_sealed = NULL,
                          totp_last_step = ?3
                      WHERE id = ?1 AND totp_pending_sealed = ?2",

@@ -3,6 +3,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use schemas::api::{AuditEntry, AuditVerify, Outcome};
 
+use super::conn::Cached;
 use super::{AuditQuery, Listed, StoreError, ts_from_sql, ts_to_sql};
 use crate::audit::{AuditRecord, ChainFields, ChainWalker, GENESIS_HASH, entry_hash};
 
@@ -11,7 +12,7 @@ use crate::audit::{AuditRecord, ChainFields, ChainWalker, GENESIS_HASH, entry_ha
 /// then atomic with respect to other appends.
 pub(super) fn append(conn: &Connection, record: &AuditRecord) -> Result<(), StoreError> {
     let last: Option<(i64, String)> = conn
-        .query_row("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1", [], |r| {
+        .row("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1", [], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })
         .optional()?;
@@ -32,7 +33,7 @@ pub(super) fn append(conn: &Connection, record: &AuditRecord) -> Result<(), Stor
         detail: record.detail.as_deref(),
     };
     let hash = entry_hash(&prev_hash, &fields);
-    conn.execute(
+    conn.exec(
         "INSERT INTO audit (id, time, actor, client_addr, request_id, action, target, outcome, detail, prev_hash, hash)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         params![

@@ -12,13 +12,16 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags, Params, Row, Transaction, TransactionBehavior};
 
 use super::{StoreError, migrations};
 
 /// Readers kept open between requests; more are opened under load and
 /// closed again when returned.
 const IDLE_READERS: usize = 4;
+/// Statements each connection keeps prepared (rusqlite keeps 16): more than
+/// the core runs, so that no request parses its SQL again.
+const CACHED_STATEMENTS: usize = 256;
 /// How long a connection waits on another process's lock (a backup, the
 /// offline verifier) before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -30,6 +33,38 @@ pub(super) struct Db {
     readers: Mutex<Vec<Connection>>,
 }
 
+/// `execute` and `query_row` through the connection's statement cache.
+/// SQLite compiles a statement's text before running it; rusqlite's own
+/// `Connection::execute` and `query_row` do that on every call, which was an
+/// eighth of the core's time creating users (docs/performance.md). Every
+/// statement the store runs with fixed text goes through these instead.
+pub(super) trait Cached {
+    /// Runs one statement; the number of rows changed.
+    fn exec<P: Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize>;
+    /// The first row of one query, through `f`.
+    fn row<T, P: Params, F: FnOnce(&Row<'_>) -> rusqlite::Result<T>>(
+        &self,
+        sql: &str,
+        params: P,
+        f: F,
+    ) -> rusqlite::Result<T>;
+}
+
+impl Cached for Connection {
+    fn exec<P: Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize> {
+        self.prepare_cached(sql)?.execute(params)
+    }
+
+    fn row<T, P: Params, F: FnOnce(&Row<'_>) -> rusqlite::Result<T>>(
+        &self,
+        sql: &str,
+        params: P,
+        f: F,
+    ) -> rusqlite::Result<T> {
+        self.prepare_cached(sql)?.query_row(params, f)
+    }
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock leaves the connection usable: an open
     // transaction is rolled back when its guard drops during unwinding.
@@ -39,6 +74,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 fn open_writer(path: &Path) -> Result<Connection, StoreError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags)?;
+    conn.set_prepared_statement_cache_capacity(CACHED_STATEMENTS);
     conn.busy_timeout(BUSY_TIMEOUT)?;
     let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
@@ -56,6 +92,7 @@ fn open_writer(path: &Path) -> Result<Connection, StoreError> {
 pub(super) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags)?;
+    conn.set_prepared_statement_cache_capacity(CACHED_STATEMENTS);
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     Ok(conn)

@@ -4,6 +4,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use schemas::api::Org;
 use schemas::values::{Name, OrgId};
 
+use super::conn::Cached;
 use super::{Listed, OrgQuery, StoreError, ts_from_sql, ts_to_sql};
 
 /// The case-insensitive key of a name: what uniqueness and search use.
@@ -72,7 +73,7 @@ pub(super) fn list(conn: &Connection, query: &OrgQuery) -> Result<Listed<Org>, S
 
 pub(super) fn get(conn: &Connection, id: OrgId) -> Result<Org, StoreError> {
     let row = conn
-        .query_row(
+        .row(
             "SELECT id, name, created_at FROM orgs WHERE id = ?1",
             params![id.to_string()],
             read_row,
@@ -83,7 +84,7 @@ pub(super) fn get(conn: &Connection, id: OrgId) -> Result<Org, StoreError> {
 }
 
 fn name_taken(conn: &Connection, name: &str, except: Option<OrgId>) -> Result<bool, StoreError> {
-    Ok(conn.query_row(
+    Ok(conn.row(
         "SELECT EXISTS (SELECT 1 FROM orgs WHERE name_key = ?1 AND (?2 IS NULL OR id <> ?2))",
         params![name_key(name), except.map(|id| id.to_string())],
         |r| r.get(0),
@@ -96,7 +97,7 @@ pub(super) fn insert(conn: &Connection, org: &Org) -> Result<(), StoreError> {
     if name_taken(conn, org.name.as_str(), None)? {
         return Err(StoreError::Duplicate { field: "name" });
     }
-    conn.execute(
+    conn.exec(
         "INSERT INTO orgs (id, name, name_key, created_at) VALUES (?1, ?2, ?3, ?4)",
         params![
             org.id.to_string(),
@@ -114,7 +115,7 @@ pub(super) fn rename(conn: &Connection, id: OrgId, name: &Name) -> Result<Org, S
     if name_taken(conn, name.as_str(), Some(id))? {
         return Err(StoreError::Duplicate { field: "name" });
     }
-    conn.execute(
+    conn.exec(
         "UPDATE orgs SET name = ?2, name_key = ?3 WHERE id = ?1",
         params![id.to_string(), name.as_str(), name_key(name.as_str())],
     )?;
@@ -122,7 +123,7 @@ pub(super) fn rename(conn: &Connection, id: OrgId, name: &Name) -> Result<Org, S
 }
 
 pub(super) fn delete(conn: &Connection, id: OrgId) -> Result<(), StoreError> {
-    let n = conn.execute("DELETE FROM orgs WHERE id = ?1", params![id.to_string()])?;
+    let n = conn.exec("DELETE FROM orgs WHERE id = ?1", params![id.to_string()])?;
     if n == 0 {
         return Err(StoreError::NotFound);
     }

@@ -16,6 +16,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use schemas::values::{Ipv4Net, Ipv6Net};
 
 use super::StoreError;
+use super::conn::Cached;
 use crate::keys::{preshared_key, psk_context};
 use crate::sealed::HostKey;
 
@@ -199,7 +200,7 @@ pub(super) fn add_device_peers(
 /// Removes the peers of `org_id`'s devices on `server_id`; the trigger
 /// puts their host numbers on the free list.
 pub(super) fn remove_org_peers(conn: &Connection, server_id: &str, org_id: &str) -> Result<(), StoreError> {
-    conn.execute(
+    conn.exec(
         "DELETE FROM peers WHERE server_id = ?1
            AND device_id IN (SELECT d.id FROM devices d JOIN users u ON u.id = d.user_id WHERE u.org_id = ?2)",
         params![server_id, org_id],
@@ -209,7 +210,7 @@ pub(super) fn remove_org_peers(conn: &Connection, server_id: &str, org_id: &str)
 
 /// How many peers a server has.
 pub(super) fn peer_count(conn: &Connection, server_id: &str) -> Result<i64, StoreError> {
-    Ok(conn.query_row(
+    Ok(conn.row(
         "SELECT count(*) FROM peers WHERE server_id = ?1",
         params![server_id],
         |r| r.get(0),
@@ -219,8 +220,8 @@ pub(super) fn peer_count(conn: &Connection, server_id: &str) -> Result<i64, Stor
 /// Starts a server's pools afresh (after a network change, which is only
 /// allowed while it has no peers).
 pub(super) fn reset(conn: &Connection, server_id: &str) -> Result<(), StoreError> {
-    conn.execute("DELETE FROM free_hosts WHERE server_id = ?1", params![server_id])?;
-    conn.execute(
+    conn.exec("DELETE FROM free_hosts WHERE server_id = ?1", params![server_id])?;
+    conn.exec(
         "UPDATE servers SET next_host4 = ?2, next_host6 = ?2 WHERE id = ?1",
         params![server_id, FIRST_HOST],
     )?;

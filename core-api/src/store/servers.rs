@@ -6,6 +6,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use schemas::api::{Server, ServerState};
 use schemas::values::{Cidr, Ipv4Net, Ipv6Net, OrgId, ServerId};
 
+use super::conn::Cached;
 use super::resources::NewServer;
 use super::users::parse;
 use super::{Listed, StoreError, pool, ts_from_sql, ts_to_sql};
@@ -112,7 +113,7 @@ pub(super) fn get(conn: &Connection, id: ServerId) -> Result<Server, StoreError>
 }
 
 fn name_taken(conn: &Connection, name: &str, except: Option<ServerId>) -> Result<bool, StoreError> {
-    Ok(conn.query_row(
+    Ok(conn.row(
         "SELECT EXISTS (SELECT 1 FROM servers WHERE name_key = ?1 AND (?2 IS NULL OR id <> ?2))",
         params![name.to_lowercase(), except.map(|id| id.to_string())],
         |r| r.get(0),
@@ -176,7 +177,7 @@ pub(super) fn insert(conn: &Connection, new: &NewServer) -> Result<(), StoreErro
         return Err(StoreError::Duplicate { field: "name" });
     }
     check_clashes(conn, s)?;
-    conn.execute(
+    conn.exec(
         "INSERT INTO servers (id, name, name_key, network, network6, port, dns, routes, state, public_key,
                               private_key_sealed, next_host4, next_host6, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13)",
@@ -219,7 +220,7 @@ pub(super) fn update(conn: &Connection, changed: &Server) -> Result<(), StoreErr
         pool::reset(conn, &changed.id.to_string())?;
     }
     check_clashes(conn, changed)?;
-    conn.execute(
+    conn.exec(
         "UPDATE servers SET name = ?2, name_key = ?3, network = ?4, network6 = ?5, port = ?6, dns = ?7,
                             routes = ?8, state = ?9
          WHERE id = ?1",
@@ -239,19 +240,19 @@ pub(super) fn update(conn: &Connection, changed: &Server) -> Result<(), StoreErr
 }
 
 pub(super) fn delete(conn: &Connection, id: ServerId) -> Result<(), StoreError> {
-    let n = conn.execute("DELETE FROM servers WHERE id = ?1", params![id.to_string()])?;
+    let n = conn.exec("DELETE FROM servers WHERE id = ?1", params![id.to_string()])?;
     if n == 0 {
         return Err(StoreError::NotFound);
     }
     // The cascade's trigger put the peers' hosts on the free list.
-    conn.execute("DELETE FROM free_hosts WHERE server_id = ?1", params![id.to_string()])?;
+    conn.exec("DELETE FROM free_hosts WHERE server_id = ?1", params![id.to_string()])?;
     Ok(())
 }
 
 pub(super) fn attach(conn: &Connection, key: &HostKey, id: ServerId, org: OrgId) -> Result<(), StoreError> {
     get(conn, id)?;
     super::orgs::get(conn, org)?;
-    conn.execute(
+    conn.exec(
         "INSERT OR IGNORE INTO server_orgs (server_id, org_id) VALUES (?1, ?2)",
         params![id.to_string(), org.to_string()],
     )?;
@@ -261,7 +262,7 @@ pub(super) fn attach(conn: &Connection, key: &HostKey, id: ServerId, org: OrgId)
 
 pub(super) fn detach(conn: &Connection, id: ServerId, org: OrgId) -> Result<(), StoreError> {
     get(conn, id)?;
-    let n = conn.execute(
+    let n = conn.exec(
         "DELETE FROM server_orgs WHERE server_id = ?1 AND org_id = ?2",
         params![id.to_string(), org.to_string()],
     )?;

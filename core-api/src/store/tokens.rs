@@ -7,6 +7,7 @@ use schemas::api::{Admin, TokenInfo};
 use schemas::values::{AdminId, Name, Role, TokenId};
 
 use super::accounts::admin_from;
+use super::conn::Cached;
 use super::{Listed, Store, StoreError, ts_from_sql, ts_to_sql};
 use crate::audit::AuditRecord;
 use crate::store::audit;
@@ -90,7 +91,7 @@ fn list(
 
 fn by_hash(conn: &Connection, token_hash: &str) -> Result<Option<TokenAuth>, StoreError> {
     let row: Option<(String, String, String, String, String, String, bool)> = conn
-        .query_row(
+        .row(
             "SELECT t.id, t.role, t.expires_at, a.id, a.username, a.role, a.disabled
              FROM api_tokens t JOIN admins a ON a.id = t.admin_id
              WHERE t.token_hash = ?1",
@@ -126,7 +127,7 @@ impl Store {
         self.db
             .write(move |tx| {
                 let info = &token.info;
-                tx.execute(
+                tx.exec(
                     "INSERT INTO api_tokens (id, token_hash, admin_id, name, role, created_at, expires_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                     params![
@@ -165,7 +166,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.db
             .write(move |tx| {
-                let deleted = tx.execute(
+                let deleted = tx.exec(
                     "DELETE FROM api_tokens WHERE id = ?1 AND (?2 IS NULL OR admin_id = ?2)",
                     params![id.to_string(), owner.map(|o| o.to_string())],
                 )?;

@@ -4,6 +4,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use schemas::api::{Device, DeviceAddress, User};
 use schemas::values::{DeviceId, Email, Name, OrgId, UserId, WgKey};
 
+use super::conn::Cached;
 use super::orgs::like_escape;
 use super::resources::{NewDevice, NewLink, UserQuery};
 use super::{Listed, StoreError, pool, ts_from_sql, ts_to_sql};
@@ -78,7 +79,7 @@ pub(super) fn get_user(conn: &Connection, id: UserId) -> Result<User, StoreError
 
 pub(super) fn insert_user(conn: &Connection, user: &User) -> Result<(), StoreError> {
     super::orgs::get(conn, user.org_id)?;
-    conn.execute(
+    conn.exec(
         "INSERT INTO users (id, org_id, name, name_key, email, email_key, disabled, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![
@@ -96,7 +97,7 @@ pub(super) fn insert_user(conn: &Connection, user: &User) -> Result<(), StoreErr
 }
 
 pub(super) fn update_user(conn: &Connection, user: &User) -> Result<(), StoreError> {
-    let n = conn.execute(
+    let n = conn.exec(
         "UPDATE users SET name = ?2, name_key = ?3, email = ?4, email_key = ?5, disabled = ?6 WHERE id = ?1",
         params![
             user.id.to_string(),
@@ -116,7 +117,7 @@ pub(super) fn update_user(conn: &Connection, user: &User) -> Result<(), StoreErr
 pub(super) fn delete_user(conn: &Connection, id: UserId) -> Result<(), StoreError> {
     // Devices, peers (and through the trigger, their addresses) and links
     // go with the user by cascade.
-    let n = conn.execute("DELETE FROM users WHERE id = ?1", params![id.to_string()])?;
+    let n = conn.exec("DELETE FROM users WHERE id = ?1", params![id.to_string()])?;
     if n == 0 {
         return Err(StoreError::NotFound);
     }
@@ -200,7 +201,7 @@ pub(super) fn get_device(conn: &Connection, id: DeviceId) -> Result<Device, Stor
 /// Whether a WireGuard public key is in use, by a device or a server: two
 /// peers with one key would be indistinguishable to the tunnel.
 pub(super) fn key_taken(conn: &Connection, key: &WgKey) -> Result<bool, StoreError> {
-    Ok(conn.query_row(
+    Ok(conn.row(
         "SELECT EXISTS (SELECT 1 FROM devices WHERE public_key = ?1)
              OR EXISTS (SELECT 1 FROM servers WHERE public_key = ?1)",
         params![key.as_str()],
@@ -214,7 +215,7 @@ pub(super) fn insert_device(conn: &Connection, key: &HostKey, new: &NewDevice) -
         return Err(StoreError::Duplicate { field: "public_key" });
     }
     let id = new.device.id.to_string();
-    conn.execute(
+    conn.exec(
         "INSERT INTO devices (id, user_id, name, public_key, private_key_sealed, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![
@@ -230,7 +231,7 @@ pub(super) fn insert_device(conn: &Connection, key: &HostKey, new: &NewDevice) -
 }
 
 pub(super) fn delete_device(conn: &Connection, id: DeviceId) -> Result<(), StoreError> {
-    let n = conn.execute("DELETE FROM devices WHERE id = ?1", params![id.to_string()])?;
+    let n = conn.exec("DELETE FROM devices WHERE id = ?1", params![id.to_string()])?;
     if n == 0 {
         return Err(StoreError::NotFound);
     }
@@ -250,7 +251,7 @@ pub(super) fn device_private_sealed(conn: &Connection, id: &str) -> Result<Optio
 
 pub(super) fn insert_link(conn: &Connection, link: &NewLink) -> Result<(), StoreError> {
     get_user(conn, link.user_id)?;
-    conn.execute(
+    conn.exec(
         "INSERT INTO key_links (token_hash, user_id, created_at, expires_at, max_uses) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![
             link.token_hash,
@@ -280,7 +281,7 @@ pub(super) fn use_link(conn: &Connection, token_hash: &str, now: jiff::Timestamp
     if user.disabled {
         return Err(StoreError::Gone(GONE));
     }
-    conn.execute(
+    conn.exec(
         "UPDATE key_links SET uses = uses + 1 WHERE token_hash = ?1",
         params![token_hash],
     )?;
