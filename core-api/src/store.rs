@@ -102,6 +102,10 @@ pub enum StoreError {
     /// The blocking task running the query panicked or was cancelled.
     #[error("database task failed")]
     Join(#[source] tokio::task::JoinError),
+    /// The write panicked (and was rolled back), or the writer thread has
+    /// stopped.
+    #[error("database write failed")]
+    Writer,
 
     /// A unique value is taken.
     #[error("{field} is already taken")]
