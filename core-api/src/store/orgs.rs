@@ -52,13 +52,16 @@ pub(super) fn list(conn: &Connection, query: &OrgQuery) -> Result<Listed<Org>, S
         .as_deref()
         .map(|s| format!("%{}%", like_escape(&name_key(s))));
     // One row more than asked for tells whether another page follows.
-    let mut stmt = conn.prepare_cached(
+    // As for users: a statement of its own for the page without a search.
+    let mut stmt = conn.prepare_cached(if pattern.is_some() {
         "SELECT id, name, created_at FROM orgs
-         WHERE (?1 IS NULL OR id > ?1)
-           AND (?2 IS NULL OR name_key LIKE ?2 ESCAPE '\\')
-         ORDER BY id
-         LIMIT ?3",
-    )?;
+         WHERE (?1 IS NULL OR id > ?1) AND name_key LIKE ?2 ESCAPE '\\'
+         ORDER BY id LIMIT ?3"
+    } else {
+        "SELECT id, name, created_at FROM orgs
+         WHERE (?1 IS NULL OR id > ?1) AND ?2 IS NULL
+         ORDER BY id LIMIT ?3"
+    })?;
     let rows = stmt
         .query_map(params![after, pattern, i64::from(query.limit) + 1], read_row)?
         .collect::<Result<Vec<_>, _>>()?;

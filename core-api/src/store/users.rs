@@ -50,10 +50,17 @@ pub(super) fn list_users(conn: &Connection, org: OrgId, query: &UserQuery) -> Re
         .search
         .as_deref()
         .map(|s| format!("%{}%", like_escape(&s.to_lowercase())));
+    // SQLite compiles a statement with `LIKE ?` again whenever the pattern
+    // changes, so the page without a search (the common call) has a
+    // statement of its own, compiled once.
+    let search = if pattern.is_some() {
+        "(name_key LIKE ?3 ESCAPE '\\' OR email_key LIKE ?3 ESCAPE '\\')"
+    } else {
+        "?3 IS NULL"
+    };
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {USER_COLUMNS} FROM users
-         WHERE org_id = ?1 AND (?2 IS NULL OR id > ?2)
-           AND (?3 IS NULL OR name_key LIKE ?3 ESCAPE '\\' OR email_key LIKE ?3 ESCAPE '\\')
+         WHERE org_id = ?1 AND (?2 IS NULL OR id > ?2) AND {search}
          ORDER BY id LIMIT ?4"
     ))?;
     let rows = stmt
