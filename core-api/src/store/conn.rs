@@ -24,16 +24,16 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, Params, Row, Transaction, TransactionBehavior};
-use tokio::sync::Semaphore;
 
 use super::{StoreError, migrations};
 
-/// The most reads run at once, each on a reader connection of its own that
-/// stays open for the next. More reads wait for a reader: on a small
-/// machine more would not finish sooner, and a reader opened per read
-/// (what a smaller pool did under load) parses the schema and prepares
-/// every statement anew — a fifth of the core's time listing users.
-const READERS: usize = 8;
+/// Readers kept open between reads. A read never waits for one (a long
+/// read, such as verifying a big audit chain, must not hold up others):
+/// when all are busy it opens another, closed again afterwards if this
+/// many are idle. That costs the schema parsed and every statement
+/// compiled anew, which with 4 kept was a fifth of the core's time
+/// listing users under 16 concurrent requests.
+const IDLE_READERS: usize = 16;
 /// Statements each connection keeps prepared (rusqlite keeps 16): more than
 /// the core runs, so that no request parses its SQL again.
 const CACHED_STATEMENTS: usize = 256;
@@ -59,9 +59,7 @@ pub(super) struct Db {
     /// To the writer thread; `None` only while dropping.
     writes: Option<mpsc::Sender<Job>>,
     writer: Option<JoinHandle<()>>,
-    /// Idle readers; `reading` has a permit for each reader not in use.
     readers: Mutex<Vec<Connection>>,
-    reading: Arc<Semaphore>,
 }
 
 /// `execute` and `query_row` through the connection's statement cache.
@@ -155,30 +153,20 @@ impl Db {
             path: path.to_owned(),
             writes: Some(writes),
             writer: Some(writer),
-            readers: Mutex::new(Vec::with_capacity(READERS)),
-            reading: Arc::new(Semaphore::new(READERS)),
+            readers: Mutex::new(Vec::with_capacity(IDLE_READERS)),
         })
     }
 
-    /// Runs `f` on a reader on a blocking thread, once one is free.
+    /// Runs `f` on a reader on a blocking thread.
     pub(super) async fn read<T, F>(self: &Arc<Self>, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        // The semaphore is never closed.
-        let permit = Arc::clone(&self.reading)
-            .acquire_owned()
-            .await
-            .map_err(|_| StoreError::Writer)?;
         let db = Arc::clone(self);
-        tokio::task::spawn_blocking(move || {
-            let out = db.with_reader(f);
-            drop(permit);
-            out
-        })
-        .await
-        .map_err(StoreError::Join)?
+        tokio::task::spawn_blocking(move || db.with_reader(f))
+            .await
+            .map_err(StoreError::Join)?
     }
 
     /// Runs `f` on the writer, in a savepoint of an immediate transaction
@@ -215,7 +203,10 @@ impl Db {
             None => open_reader(&self.path)?,
         };
         let out = f(&conn);
-        lock(&self.readers).push(conn);
+        let mut readers = lock(&self.readers);
+        if readers.len() < IDLE_READERS {
+            readers.push(conn);
+        }
         out
     }
 }
