@@ -10,8 +10,9 @@
 //! audit entry (or the reverse) cannot be committed.
 //!
 //! # Layout
-//! - `conn`: the one writer connection behind a mutex, the reader pool, and
-//!   running closures on them on blocking threads.
+//! - `conn`: the one writer connection on its own thread, committing
+//!   writes in groups, the reader pool, and the statement cache every
+//!   statement goes through.
 //! - `migrations`: the versioned schema.
 //! - `accounts`: admins, the setup row, sessions and the login throttle.
 //! - `admins`: managing admins (list, change, delete, the last-admin rule)
