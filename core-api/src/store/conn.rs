@@ -429,6 +429,49 @@ mod tests {
         }
     }
 
+    /// A full disk (here: the file capped with `max_page_count`) fails
+    /// writes, maybe a whole group's transaction; whatever happens, every
+    /// write answered `Ok` is in the database and every refused one is not.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_full_disk_loses_no_answered_write() {
+        let (_dir, db) = db().await;
+        db.write(|tx| {
+            tx.execute_batch("CREATE TABLE b (n INTEGER PRIMARY KEY, data BLOB NOT NULL)")?;
+            let pages: i64 = tx.row("PRAGMA page_count", [], |r| r.get(0))?;
+            tx.pragma_update(None, "max_page_count", pages + 16)?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+        let writes: Vec<_> = (0..200i64)
+            .map(|n| {
+                let db = Arc::clone(&db);
+                tokio::spawn(async move {
+                    db.write(move |tx| Ok(tx.exec("INSERT INTO b (n, data) VALUES (?1, zeroblob(1500))", params![n])?))
+                        .await
+                })
+            })
+            .collect();
+        let mut answered = Vec::new();
+        let mut refused = 0;
+        for (n, write) in (0..200i64).zip(writes) {
+            match write.await.unwrap() {
+                Ok(_) => answered.push(n),
+                Err(StoreError::Database(_)) => refused += 1,
+                Err(other) => panic!("{n}: {other:?}"),
+            }
+        }
+        assert!(!answered.is_empty() && refused > 0, "{answered:?} {refused}");
+        let kept: Vec<i64> = db
+            .read(|conn| {
+                let mut stmt = conn.prepare("SELECT n FROM b ORDER BY n")?;
+                Ok(stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?)
+            })
+            .await
+            .unwrap();
+        assert_eq!(kept, answered);
+    }
+
     /// Dropping the store waits for the writes the writer has taken.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn dropping_the_store_finishes_its_writes() {
