@@ -43,7 +43,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The most writes committed together: enough for every request a busy
 /// core has in flight, few enough that the first of them is not kept long.
-pub(super) const GROUP: usize = 64;
+const GROUP: usize = 64;
 
 /// A write waiting for the writer. Given the group's transaction it runs and
 /// returns what to tell its caller once the commit is known (nothing when it
@@ -284,7 +284,8 @@ fn commit_group(conn: &mut Connection, mut group: VecDeque<Job>) {
 /// Runs one write in a savepoint of `tx`: what to tell it after the commit,
 /// or `None` when it failed or panicked and nothing of it is left in `tx`.
 /// `Err` when the transaction can no longer be trusted (SQLite ended it, or
-/// would not roll the failed write back): then nothing of it is committed.
+/// would not open the savepoint or roll the failed write back): then
+/// nothing of it is committed.
 fn run_one(tx: &Transaction<'_>, job: Job) -> Result<Option<Done>, ()> {
     if let Err(e) = tx.exec("SAVEPOINT write", []) {
         job(Err(each(&e)));
@@ -336,6 +337,42 @@ mod tests {
         (dir, Arc::new(db))
     }
 
+    /// Starts one write for each `n`: `sql` with `n` as `?1`.
+    fn write_each(
+        db: &Arc<Db>,
+        sql: &'static str,
+        ns: std::ops::Range<i64>,
+    ) -> Vec<tokio::task::JoinHandle<Result<usize, StoreError>>> {
+        ns.map(|n| {
+            let db = Arc::clone(db);
+            tokio::spawn(async move { db.write(move |tx| Ok(tx.exec(sql, params![n])?)).await })
+        })
+        .collect()
+    }
+
+    /// Starts a write that holds the writer for `hold`, then adds 1000 to
+    /// `t`: writes started meanwhile queue up behind it.
+    fn slow_write(db: &Arc<Db>, hold: Duration) -> tokio::task::JoinHandle<Result<usize, StoreError>> {
+        let db = Arc::clone(db);
+        tokio::spawn(async move {
+            db.write(move |tx| {
+                std::thread::sleep(hold);
+                Ok(tx.exec("INSERT INTO t (n) VALUES (1000)", [])?)
+            })
+            .await
+        })
+    }
+
+    /// Column `n` of `table`, in order.
+    async fn numbers(db: &Arc<Db>, table: &'static str) -> Vec<i64> {
+        db.read(move |conn| {
+            let mut stmt = conn.prepare(&format!("SELECT n FROM {table} ORDER BY n"))?;
+            Ok(stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?)
+        })
+        .await
+        .unwrap()
+    }
+
     /// Every write that fails after changing something, or panics, is
     /// rolled back alone; the others in its group are committed, and each
     /// caller hears its own outcome.
@@ -344,16 +381,7 @@ mod tests {
         let (_dir, db) = db().await;
         // A slow first write lets the others queue up behind it, so they
         // are committed as groups.
-        let slow = {
-            let db = Arc::clone(&db);
-            tokio::spawn(async move {
-                db.write(|tx| {
-                    std::thread::sleep(Duration::from_millis(200));
-                    Ok(tx.exec("INSERT INTO t (n) VALUES (1000)", [])?)
-                })
-                .await
-            })
-        };
+        let slow = slow_write(&db, Duration::from_millis(200));
         tokio::time::sleep(Duration::from_millis(50)).await;
         let writes: Vec<_> = (0..120i64)
             .map(|n| {
@@ -387,15 +415,8 @@ mod tests {
                 _ => assert!(matches!(outcome, Err(StoreError::Database(_))), "{n}: {outcome:?}"),
             }
         }
-        let kept: Vec<i64> = db
-            .read(|conn| {
-                let mut stmt = conn.prepare("SELECT n FROM t ORDER BY n")?;
-                Ok(stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?)
-            })
-            .await
-            .unwrap();
         let expected: Vec<i64> = (0..120).filter(|n| n % 4 == 0 || n % 8 == 6).chain([1000]).collect();
-        assert_eq!(kept, expected);
+        assert_eq!(numbers(&db, "t").await, expected);
         // The writer outlives the panics.
         db.write(|tx| Ok(tx.exec("INSERT INTO t (n) VALUES (2000)", [])?))
             .await
@@ -443,15 +464,7 @@ mod tests {
         })
         .await
         .unwrap();
-        let writes: Vec<_> = (0..200i64)
-            .map(|n| {
-                let db = Arc::clone(&db);
-                tokio::spawn(async move {
-                    db.write(move |tx| Ok(tx.exec("INSERT INTO b (n, data) VALUES (?1, zeroblob(1500))", params![n])?))
-                        .await
-                })
-            })
-            .collect();
+        let writes = write_each(&db, "INSERT INTO b (n, data) VALUES (?1, zeroblob(1500))", 0..200);
         let mut answered = Vec::new();
         let mut refused = 0;
         for (n, write) in (0..200i64).zip(writes) {
@@ -462,35 +475,31 @@ mod tests {
             }
         }
         assert!(!answered.is_empty() && refused > 0, "{answered:?} {refused}");
-        let kept: Vec<i64> = db
-            .read(|conn| {
-                let mut stmt = conn.prepare("SELECT n FROM b ORDER BY n")?;
-                Ok(stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?)
-            })
-            .await
-            .unwrap();
-        assert_eq!(kept, answered);
+        assert_eq!(numbers(&db, "b").await, answered);
     }
 
-    /// Dropping the store waits for the writes the writer has taken.
+    /// Dropping the store waits for the writes the writer has taken, even
+    /// when their callers have gone (a request cancelled at shutdown).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn dropping_the_store_finishes_its_writes() {
         let (dir, db) = db().await;
-        let pending: Vec<_> = (0..16i64)
-            .map(|n| {
-                let db = Arc::clone(&db);
-                tokio::spawn(async move {
-                    db.write(move |tx| Ok(tx.exec("INSERT INTO t (n) VALUES (?1)", params![n])?))
-                        .await
-                })
-            })
-            .collect();
-        drop(db);
-        for write in pending {
-            write.await.unwrap().unwrap();
+        // The writer is busy with a slow write while 16 more queue up, and
+        // their callers are cancelled: only the store holds them now.
+        let slow = slow_write(&db, Duration::from_millis(300));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let pending = write_each(&db, "INSERT INTO t (n) VALUES (?1)", 0..16);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        for write in pending.iter().chain([&slow]) {
+            write.abort();
         }
+        for write in pending.into_iter().chain([slow]) {
+            assert!(write.await.unwrap_err().is_cancelled());
+        }
+        // The last handle: dropping it returns once the writer is done.
+        let db = Arc::into_inner(db).unwrap();
+        drop(db);
         let fresh = open_reader(&dir.path().join("rampart.db")).unwrap();
         let count: i64 = fresh.row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
-        assert_eq!(count, 16);
+        assert_eq!(count, 17);
     }
 }
