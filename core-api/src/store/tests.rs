@@ -112,6 +112,47 @@ fn timestamps_are_fixed_width_and_round_trip() {
     assert!(ts_to_sql(ts) > ts_to_sql("2030-01-01T00:00:00Z".parse().unwrap()));
 }
 
+/// A search must not read every row of the organization from the table:
+/// the plan walks `users_org_search`, whose entries carry the search keys,
+/// in id order (no sort), for pages with and without a search.
+#[test]
+fn user_pages_walk_the_index_that_holds_the_search_keys() {
+    let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+    migrations::migrate(&mut conn).unwrap();
+    for search in [true, false] {
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {}", users::list_users_sql(search)))
+            .unwrap()
+            .query_map(rusqlite::params!["o", None::<String>, Some("%a%"), 101], |r| r.get(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            plan,
+            ["SEARCH users USING INDEX users_org_search (org_id=?)"],
+            "search: {search}"
+        );
+    }
+}
+
+/// `.cargo/config.toml` builds SQLite without its process-wide page cache
+/// (one mutex for every connection's pages, on which the readers queued)
+/// and without counting memory under another global mutex. This fails if
+/// the build loses those flags.
+#[test]
+fn sqlite_gives_each_connection_its_own_page_cache() {
+    let conn = rusqlite::Connection::open_in_memory().unwrap();
+    let options: Vec<String> = conn
+        .prepare("SELECT compile_options FROM pragma_compile_options")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(!options.iter().any(|o| o == "ENABLE_MEMORY_MANAGEMENT"), "{options:?}");
+    assert!(options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"), "{options:?}");
+}
+
 #[test]
 fn like_patterns_are_escaped() {
     assert_eq!(orgs::like_escape(r"50%_a\b"), r"50\%\_a\\b");
