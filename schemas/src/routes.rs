@@ -320,21 +320,28 @@ pub fn match_route(method: &str, path: &str) -> Match {
     }
     let parts = &split[..count];
     let method = Method::parse(method);
-    let mut allow = Vec::new();
     let candidates = BY_LEN.get(count).map_or(&[][..], Vec::as_slice);
+    // Parameters are checked and made canonical only for a route of the
+    // request's method: several routes share a path, and doing it for each
+    // on the way to the right one cost more than the rest of the match.
     for &(route, segments) in candidates {
-        let Some((params, canonical_path)) = match_segments(segments, parts) else {
+        if Some(route.method) != method || !same_shape(segments, parts) {
             continue;
-        };
-        if Some(route.method) == method {
+        }
+        if let Some((params, canonical_path)) = match_segments(segments, parts) {
             return Match::Found {
                 route,
                 params,
                 canonical_path,
             };
         }
-        allow.push(route.method);
     }
+    // No route of this method takes the path: which methods would?
+    let mut allow: Vec<Method> = candidates
+        .iter()
+        .filter(|(_, segments)| same_shape(segments, parts) && match_segments(segments, parts).is_some())
+        .map(|(route, _)| route.method)
+        .collect();
     if allow.is_empty() {
         Match::NotFound
     } else {
@@ -344,18 +351,21 @@ pub fn match_route(method: &str, path: &str) -> Match {
     }
 }
 
-fn match_segments(segments: &[Segment], parts: &[&str]) -> Option<(Vec<(&'static str, String)>, String)> {
-    // Most routes differ from the path in length or in a literal: refuse
-    // those before allocating anything (this runs for every route until one
-    // matches, on every request).
-    let same_shape = segments.len() == parts.len()
+/// Whether `parts` has the route's length and literals. Most routes differ
+/// from the path in one of them, so this refuses them before anything is
+/// allocated.
+fn same_shape(segments: &[Segment], parts: &[&str]) -> bool {
+    segments.len() == parts.len()
         && segments.iter().zip(parts).all(|(seg, part)| match seg {
             Segment::Literal(lit) => part == lit,
             Segment::Param { .. } => true,
-        });
-    if !same_shape {
-        return None;
-    }
+        })
+}
+
+/// The route's parameters, checked and canonical, and the canonical path;
+/// `None` if a parameter is not of its kind. For a path of the route's
+/// shape ([`same_shape`]).
+fn match_segments(segments: &[Segment], parts: &[&str]) -> Option<(Vec<(&'static str, String)>, String)> {
     let mut params = Vec::new();
     let mut canonical = String::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
     for (seg, part) in segments.iter().zip(parts) {
@@ -438,5 +448,25 @@ mod tests {
             match_route("BREW", "/api/v1/orgs"),
             Match::MethodNotAllowed { .. }
         ));
+        // A path that routes of other methods share: the second route of
+        // the path is found, a method none of them has lists theirs, and a
+        // parameter not of its kind is refused for every method.
+        let id = "0192F0C4-8C3E-7A6B-9A8B-0123456789AB";
+        match match_route("POST", &format!("/api/v1/orgs/{id}/users")) {
+            Match::Found {
+                route, canonical_path, ..
+            } => {
+                assert_eq!(route.operation, "users.create");
+                assert_eq!(canonical_path, format!("/api/v1/orgs/{}/users", id.to_lowercase()));
+            }
+            other => panic!("{other:?}"),
+        }
+        match match_route("PUT", &format!("/api/v1/orgs/{id}/users")) {
+            Match::MethodNotAllowed { allow } => assert_eq!(allow, [Method::Get, Method::Post]),
+            other => panic!("{other:?}"),
+        }
+        for method in ["GET", "POST", "PUT"] {
+            assert!(matches!(match_route(method, "/api/v1/orgs/123/users"), Match::NotFound));
+        }
     }
 }
