@@ -51,6 +51,12 @@ class Instance:
         self.http = free_port()
         self.core = free_port()
         self.proc = None
+        # One client TLS context for every request: making one loads the
+        # system's CA store, which costs Python tens of milliseconds, and
+        # the API numbers here are the server's, not that.
+        self.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        self.tls.check_hostname = False
+        self.tls.verify_mode = ssl.CERT_NONE
 
     def start(self):
         log = open(self.data_dir.parent / "serve.log", "ab")
@@ -69,16 +75,6 @@ class Instance:
             time.sleep(0.2)
         raise RuntimeError("rampart did not become ready in 60 s")
 
-    def _tls(self):
-        """One client TLS context for every request: making one loads the
-        system's CA store, which costs Python tens of milliseconds, and the
-        API numbers here are the server's, not that."""
-        if getattr(self, "_ctx", None) is None:
-            self._ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            self._ctx.check_hostname = False
-            self._ctx.verify_mode = ssl.CERT_NONE
-        return self._ctx
-
     def stop(self):
         if self.proc:
             self.proc.send_signal(signal.SIGTERM)
@@ -86,7 +82,6 @@ class Instance:
             self.proc = None
 
     def request(self, method, path, body=None, token=None):
-        ctx = self._tls()
         headers = {"content-type": "application/json"} if body is not None else {}
         if token:
             headers["authorization"] = f"Bearer {token}"
@@ -94,7 +89,7 @@ class Instance:
         req = urllib.request.Request(f"https://127.0.0.1:{self.https}{path}", data=data, method=method,
                                      headers=headers)
         try:
-            with urllib.request.urlopen(req, context=ctx, timeout=30) as r:
+            with urllib.request.urlopen(req, context=self.tls, timeout=30) as r:
                 return r.status, json.loads(r.read() or b"null")
         except urllib.error.HTTPError as e:
             return e.code, json.loads(e.read() or b"null")
@@ -112,11 +107,8 @@ def bootstrap(inst):
     import http.cookiejar
 
     jar = http.cookiejar.CookieJar()
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar),
-                                         urllib.request.HTTPSHandler(context=ctx))
+                                         urllib.request.HTTPSHandler(context=inst.tls))
 
     def call(method, path, body, csrf=None):
         headers = {"content-type": "application/json"}
