@@ -11,9 +11,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -42,17 +42,20 @@ pub struct Limits {
 /// How long open connections get to finish after shutdown starts.
 const DRAIN: Duration = Duration::from_secs(10);
 
-fn builder(limits: Limits) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+fn http1(limits: Limits) -> http1::Builder {
+    let mut builder = http1::Builder::new();
     builder
-        .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
         // hyper's floor for its read buffer is 8 KiB.
         .max_buf_size(limits.max_header_bytes.max(8192))
         .max_headers(100);
     builder
-        .http2()
+}
+
+fn http2(limits: Limits) -> http2::Builder<TokioExecutor> {
+    let mut builder = http2::Builder::new(TokioExecutor::new());
+    builder
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
         .max_concurrent_streams(128)
@@ -65,7 +68,8 @@ fn builder(limits: Limits) -> auto::Builder<TokioExecutor> {
 struct Https {
     tls: Arc<rustls::ServerConfig>,
     acme: Option<Acme>,
-    builder: auto::Builder<TokioExecutor>,
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
     limits: Limits,
 }
 
@@ -83,7 +87,8 @@ pub async fn serve_https(
     let https = Arc::new(Https {
         tls,
         acme,
-        builder: builder(limits),
+        http1: http1(limits),
+        http2: http2(limits),
         limits,
     });
     let workers = Workers::start("https", workers::count(limits.workers), || {
@@ -142,16 +147,28 @@ async fn serve_tls(https: &Https, tcp: TcpStream, peer: SocketAddr, gateway: Arc
         let gateway = Arc::clone(&gateway);
         async move { Ok::<_, Infallible>(gateway.handle(request, peer).await) }
     });
-    let conn = https.builder.serve_connection(TokioIo::new(tls), service);
-    if let Err(e) = graceful.watch(conn.into_owned()).await {
+    // ALPN chose the protocol; a client that offered none speaks HTTP/1.1
+    // (RFC 9113 §3.2: HTTP/2 over TLS is negotiated with ALPN). No guessing
+    // from the first bytes, which would put a rewinding reader under every
+    // read of the connection.
+    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    let io = TokioIo::new(tls);
+    let ended = if h2 {
+        graceful.watch(https.http2.serve_connection(io, service)).await
+    } else {
+        graceful.watch(https.http1.serve_connection(io, service)).await
+    };
+    if let Err(e) = ended {
         debug!(%peer, error = %e, "connection ended with an error");
     }
 }
 
 /// Serves the plain-HTTP redirector on `listener` until `shutdown`, on the
-/// calling runtime (it carries little traffic).
+/// calling runtime (it carries little traffic). HTTP/1.1 only: browsers and
+/// ACME validators speak nothing else in clear text, so there is no HTTP/2
+/// parser on this port.
 pub async fn serve_http(listener: TcpListener, redirector: Redirector, limits: Limits, shutdown: CancellationToken) {
-    let builder = Arc::new(builder(limits));
+    let builder = Arc::new(http1(limits));
     accept_loop(listener, limits, shutdown, |tcp, _peer, graceful, permit| {
         let redirector = redirector.clone();
         let builder = Arc::clone(&builder);
@@ -160,8 +177,9 @@ pub async fn serve_http(listener: TcpListener, redirector: Redirector, limits: L
                 let redirector = redirector.clone();
                 async move { Ok::<_, Infallible>(redirector.handle(&request).await) }
             });
-            let conn = builder.serve_connection(TokioIo::new(tcp), service);
-            let _ = graceful.watch(conn.into_owned()).await;
+            let _ = graceful
+                .watch(builder.serve_connection(TokioIo::new(tcp), service))
+                .await;
             drop(permit);
         });
     })

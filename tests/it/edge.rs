@@ -121,6 +121,66 @@ async fn http2_and_http1_both_work() {
     assert_eq!((r.version(), r.status()), (Version::HTTP_11, StatusCode::OK));
 }
 
+/// The connection preface every HTTP/2 client sends first (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Sends `bytes` over TLS to the edge, offering `alpn`, and returns what
+/// comes back before the edge closes the connection (at most 2 s).
+async fn tls_exchange(rampart: &Rampart, alpn: &[&[u8]], bytes: &[u8]) -> Vec<u8> {
+    use rustls::pki_types::pem::PemObject;
+    let pem = std::fs::read(rampart.data_dir.join("edge/tls/cert.pem")).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = TcpStream::connect(rampart.ports.https).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = connector.connect(name, tcp).await.unwrap();
+    tls.write_all(bytes).await.unwrap();
+    let mut reply = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(2), tls.read_to_end(&mut reply)).await;
+    reply
+}
+
+/// HTTP/2 is spoken only where ALPN chose it: the edge does not guess the
+/// protocol from a connection's first bytes, on either listener.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_only_where_alpn_chose_it() {
+    let rampart = Rampart::start().await;
+    // Offered h2: the preface gets the server's SETTINGS frame (a 9-byte
+    // frame header whose fourth byte, the type, is 4).
+    let reply = tls_exchange(&rampart, &[b"h2"], H2_PREFACE).await;
+    assert!(
+        reply.len() >= 9 && reply[3] == 4,
+        "no SETTINGS frame after ALPN h2: {reply:?}"
+    );
+    // No ALPN: HTTP/1.1, which serves a request...
+    let get = b"GET /healthz HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n";
+    let reply = tls_exchange(&rampart, &[], get).await;
+    assert!(
+        reply.starts_with(b"HTTP/1.1 200 "),
+        "{}",
+        String::from_utf8_lossy(&reply)
+    );
+    // ... and refuses the HTTP/2 preface: no HTTP/2 frame comes back.
+    let reply = tls_exchange(&rampart, &[], H2_PREFACE).await;
+    assert!(reply.is_empty() || reply.starts_with(b"HTTP/1.1 4"), "{reply:?}");
+    // The same on the plain-HTTP listener: no HTTP/2 in clear text.
+    let mut tcp = TcpStream::connect(rampart.ports.http).await.unwrap();
+    tcp.write_all(H2_PREFACE).await.unwrap();
+    let mut reply = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(2), tcp.read_to_end(&mut reply)).await;
+    assert!(reply.is_empty() || reply.starts_with(b"HTTP/1.1 4"), "{reply:?}");
+}
+
 /// The access log is written by each worker when it runs out of work, not
 /// line by line: a quiet edge must still have written a request's line by
 /// the time its answer is read, and every line must be whole.
