@@ -71,6 +71,15 @@ static BASE_HEADERS: LazyLock<HeaderMap> = LazyLock::new(|| {
     headers
 });
 
+/// [`BASE_HEADERS`] with the content type of almost every answer already in.
+static JSON_HEADERS: LazyLock<HeaderMap> = LazyLock::new(|| {
+    let mut headers = BASE_HEADERS.clone();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON));
+    headers
+});
+
+const JSON: &str = "application/json";
+
 /// An answer with `body` of `content_type`: [`finish`]'s headers and
 /// `cache-control: no-store`.
 pub fn bytes(
@@ -82,15 +91,19 @@ pub fn bytes(
     let mut response = Response::new(full(body));
     *response.status_mut() = status;
     let headers = response.headers_mut();
-    *headers = BASE_HEADERS.clone();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if content_type == JSON {
+        *headers = JSON_HEADERS.clone();
+    } else {
+        *headers = BASE_HEADERS.clone();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    }
     insert_request_id(headers, request_id);
     response
 }
 
 /// A JSON answer.
 pub fn json(status: StatusCode, body: impl Into<Bytes>, request_id: &str) -> Response<Body> {
-    bytes(status, "application/json", body, request_id)
+    bytes(status, JSON, body, request_id)
 }
 
 /// A problem document answer.

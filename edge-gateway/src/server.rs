@@ -49,7 +49,12 @@ fn http1(limits: Limits) -> http1::Builder {
         .header_read_timeout(limits.header_timeout)
         // hyper's floor for its read buffer is 8 KiB.
         .max_buf_size(limits.max_header_bytes.max(8192))
-        .max_headers(100);
+        .max_headers(100)
+        // One buffer per answer (head and body copied together): rustls
+        // encrypts it as one record either way, but a vectored write costs
+        // it a list of the slices, allocated per write (callgrind: 810
+        // instructions per request less this way).
+        .writev(false);
     builder
 }
 
