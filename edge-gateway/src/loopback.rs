@@ -43,6 +43,9 @@ const MAX_IDLE: usize = 512;
 const MAX_HEAD: usize = 64 * 1024;
 /// The most header fields in an answer.
 const MAX_FIELDS: usize = 64;
+/// Free space the reader asks for before each `read` from the core: a
+/// batch's answers (16 of a few hundred bytes each) in one.
+const READ_ROOM: usize = 16 * 1024;
 /// The most requests in one batch, unless configured.
 pub const DEFAULT_BATCH: usize = 16;
 
@@ -336,10 +339,15 @@ async fn write_batches(conn: Arc<Conn>, pool: Weak<Mutex<Pool>>, mut tcp: OwnedW
 /// Reads answers and hands each to its waiter; returns the connection to
 /// the pool once every request on it is answered.
 async fn read_answers(conn: Arc<Conn>, pool: Weak<Mutex<Pool>>, mut tcp: OwnedReadHalf, patience: Duration) {
-    let mut buf = BytesMut::with_capacity(4096);
+    let mut buf = BytesMut::new();
     loop {
         let owing_since = lock(&conn.state).owing_since;
         let wait = owing_since.map_or(patience, |since| patience.saturating_sub(since.elapsed()));
+        // Room for a whole batch of answers in one `read`: `read_buf` alone
+        // would grow a full buffer by only 64 bytes at a time.
+        if buf.capacity() - buf.len() < READ_ROOM / 2 {
+            buf.reserve(READ_ROOM);
+        }
         let read = match tokio::time::timeout(wait, tcp.read_buf(&mut buf)).await {
             Ok(read) => read,
             // A core this slow is stuck; the callers have given up.
