@@ -306,11 +306,16 @@ impl Conn {
 }
 
 /// Writes each batch in one call, once the tasks that could join it have
-/// run.
+/// run and the runtime has read its sockets once more.
 async fn write_batches(conn: Arc<Conn>, pool: Weak<Mutex<Pool>>, mut tcp: OwnedWriteHalf) {
     let mut batch = Vec::new();
     loop {
         conn.wake_writer.notified().await;
+        // One more turn of the runtime first: it polls the sockets before it
+        // runs a task that yielded, so requests that arrived meanwhile join
+        // this batch (under load ~10 a batch instead of ~8; fewer writes
+        // here and reads at the core, docs/performance.md).
+        tokio::task::yield_now().await;
         if let Some(pool) = pool.upgrade() {
             let mut pool = lock(&pool);
             if pool.forming.as_ref().is_some_and(|c| Arc::ptr_eq(c, &conn)) {
