@@ -152,7 +152,7 @@ impl Gateway {
         match route.served_by {
             ServedBy::Edge => self.serve_locally(route, request_id).await,
             ServedBy::Asset { content_type } => match crate::assets::get(route.path) {
-                Some(bytes) => respond::bytes(StatusCode::OK, content_type, bytes, request_id),
+                Some(bytes) => respond::asset(content_type, bytes, request_id),
                 None => {
                     error!(request_id, path = route.path, "asset route without an embedded file");
                     respond::error(Kind::NotFound, "no such file", request_id)

@@ -19,33 +19,47 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
     Either::Left(Full::new(bytes.into()))
 }
 
-/// The content security policy of every answer. `default-src 'self'` with
-/// no `unsafe-*`: no inline script or style, no other origin, no `eval`.
-/// Images may also be `blob:` URLs the page made itself (the TOTP QR code
-/// arrives as SVG text and is shown as an image, never parsed as markup).
-/// `require-trusted-types-for 'script'` makes the browser refuse any
-/// string-to-HTML sink (`innerHTML` and kin), so the console can only build
-/// its pages from DOM nodes and text. Nothing may frame, post forms
-/// elsewhere, embed plugins or rebase relative URLs.
+/// The content security policy of the console's files (its page, scripts,
+/// styles and images). `default-src 'self'` with no `unsafe-*`: no inline
+/// script or style, no other origin, no `eval`. Images may also be `blob:`
+/// URLs the page made itself (the TOTP QR code arrives as SVG text and is
+/// shown as an image, never parsed as markup). `require-trusted-types-for
+/// 'script'` makes the browser refuse any string-to-HTML sink (`innerHTML`
+/// and kin), so the console can only build its pages from DOM nodes and
+/// text. Nothing may frame, post forms elsewhere, embed plugins or rebase
+/// relative URLs.
 pub const CSP: &str = "default-src 'self'; img-src 'self' blob:; base-uri 'none'; form-action 'self'; \
                        frame-ancestors 'none'; object-src 'none'; require-trusted-types-for 'script'";
 
-/// Headers on every answer, whatever produced it.
-const SECURITY_HEADERS: [(HeaderName, &str); 5] = [
-    (header::STRICT_TRANSPORT_SECURITY, "max-age=63072000; includeSubDomains"),
-    (header::CONTENT_SECURITY_POLICY, CSP),
-    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-    (header::REFERRER_POLICY, "no-referrer"),
-    (header::X_FRAME_OPTIONS, "DENY"),
-];
+/// The content security policy of every answer but a page or one of the
+/// console's files: the API's JSON, problem documents, profiles,
+/// redirects, event streams. A browser applies it only when
+/// such an answer is opened as a page of its own, and such a page needs
+/// nothing: it may load nothing and be framed by nothing. (The console
+/// fetches these; its own page's policy governs what it does with them.)
+/// Every API client also parses this header on every answer, and it is
+/// ~125 bytes shorter than the console's.
+pub const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
+
+/// Headers on every answer, whatever produced it, with the policy `csp`.
+const fn security_headers(csp: &'static str) -> [(HeaderName, &'static str); 5] {
+    [
+        (header::STRICT_TRANSPORT_SECURITY, "max-age=63072000; includeSubDomains"),
+        (header::CONTENT_SECURITY_POLICY, csp),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+    ]
+}
 
 /// A banner some servers add; never passed on.
 const X_POWERED_BY: HeaderName = HeaderName::from_static("x-powered-by");
 
-/// Adds the security headers and the request id. Anything that looks like a
-/// server banner is removed.
+/// Adds the security headers (with the API's policy: the answers finished
+/// here are never pages) and the request id. Anything
+/// that looks like a server banner is removed.
 pub fn finish(headers: &mut HeaderMap, request_id: &str) {
-    for (name, value) in SECURITY_HEADERS {
+    for (name, value) in security_headers(API_CSP) {
         headers.insert(name, HeaderValue::from_static(value));
     }
     headers.remove(header::SERVER);
@@ -59,45 +73,76 @@ fn insert_request_id(headers: &mut HeaderMap, request_id: &str) {
     }
 }
 
-/// The security headers and `cache-control`: every answer made here starts
-/// from a copy, ~1 000 instructions less than inserting the six one by one
-/// (a hash and a probe each; docs/performance.md).
-static BASE_HEADERS: LazyLock<HeaderMap> = LazyLock::new(|| {
+/// The security headers with `csp`, `cache-control` and, when given, the
+/// content type. Every answer made here starts from a copy of one of these,
+/// ~1 000 instructions less than inserting them one by one (a hash and a
+/// probe each; docs/performance.md).
+fn base_headers(csp: &'static str, content_type: Option<&'static str>) -> HeaderMap {
     let mut headers = HeaderMap::with_capacity(16);
-    for (name, value) in SECURITY_HEADERS {
+    for (name, value) in security_headers(csp) {
         headers.insert(name, HeaderValue::from_static(value));
     }
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Some(content_type) = content_type {
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    }
     headers
-});
+}
 
-/// [`BASE_HEADERS`] with the content type of almost every answer already in.
-static JSON_HEADERS: LazyLock<HeaderMap> = LazyLock::new(|| {
-    let mut headers = BASE_HEADERS.clone();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON));
-    headers
-});
+/// Answers other than JSON and problems; the content type is added to each.
+static API_HEADERS: LazyLock<HeaderMap> = LazyLock::new(|| base_headers(API_CSP, None));
+/// JSON: almost every answer.
+static JSON_HEADERS: LazyLock<HeaderMap> = LazyLock::new(|| base_headers(API_CSP, Some(JSON)));
+/// Problem documents.
+static PROBLEM_HEADERS: LazyLock<HeaderMap> = LazyLock::new(|| base_headers(API_CSP, Some(problem::CONTENT_TYPE)));
+/// The console's files; the content type is added to each.
+static CONSOLE_HEADERS: LazyLock<HeaderMap> = LazyLock::new(|| base_headers(CSP, None));
 
 const JSON: &str = "application/json";
 
-/// An answer with `body` of `content_type`: [`finish`]'s headers and
-/// `cache-control: no-store`.
+/// An answer with `body` of `content_type`: the security headers (the
+/// console's policy for a page, the API's for anything else), the request
+/// id and `cache-control: no-store`.
 pub fn bytes(
     status: StatusCode,
     content_type: &'static str,
     body: impl Into<Bytes>,
     request_id: &str,
 ) -> Response<Body> {
+    // By string equality, so that every "application/json" literal takes
+    // the prebuilt map, wherever it was written.
+    let headers = if content_type == JSON {
+        JSON_HEADERS.clone()
+    } else if content_type == problem::CONTENT_TYPE {
+        PROBLEM_HEADERS.clone()
+    } else if content_type.starts_with("text/html") {
+        // A page the core makes (the key link's): as strict as the
+        // console's own.
+        with_type(&CONSOLE_HEADERS, content_type)
+    } else {
+        with_type(&API_HEADERS, content_type)
+    };
+    answer(status, headers, body.into(), request_id)
+}
+
+/// One of the console's files, of `content_type`: as [`bytes`], with the
+/// console's policy.
+pub fn asset(content_type: &'static str, body: impl Into<Bytes>, request_id: &str) -> Response<Body> {
+    let headers = with_type(&CONSOLE_HEADERS, content_type);
+    answer(StatusCode::OK, headers, body.into(), request_id)
+}
+
+fn with_type(base: &HeaderMap, content_type: &'static str) -> HeaderMap {
+    let mut headers = base.clone();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers
+}
+
+fn answer(status: StatusCode, headers: HeaderMap, body: Bytes, request_id: &str) -> Response<Body> {
     let mut response = Response::new(full(body));
     *response.status_mut() = status;
-    let headers = response.headers_mut();
-    if content_type == JSON {
-        *headers = JSON_HEADERS.clone();
-    } else {
-        *headers = BASE_HEADERS.clone();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    }
-    insert_request_id(headers, request_id);
+    *response.headers_mut() = headers;
+    insert_request_id(response.headers_mut(), request_id);
     response
 }
 
