@@ -6,7 +6,10 @@ rampart-core into SQLite, as an API client makes them.
 - list: GET /api/v1/orgs/{id}/users?limit=100 (first page), a search whose
   first 100 matches come early ("user 99"), and one that matches nobody
   (every user of the organization tested), at 10k and at 1M users in the
-  organization.
+  organization;
+- create again, into that organization once it holds 10k and 1M users
+  (after its lists, which the new users would otherwise grow): the
+  indexes a create writes are then that much bigger.
 
 The users beyond those the create run made are written straight into the
 database (same columns, ids and keys as the core writes; no audit entries),
@@ -245,6 +248,12 @@ def bench_e2e(runs, seconds, sizes=(10_000, 1_000_000)):
                 print(f"  {size} users: list {first['req_s']:.0f} req/s p99 {first['p99_ms']:.1f} ms; "
                       f"search {search['req_s']:.0f} req/s p99 {search['p99_ms']:.1f} ms; "
                       f"a search matching nobody {miss['req_s']:.1f} req/s p99 {miss['p99_ms']:.1f} ms")
+                # Creates into the org of this size, after its lists (the
+                # next size's seeding tops the org up to that size).
+                grown = summarise([wrk(base, token, seconds, CREATE_LUA) for _ in range(runs)])
+                results[f"create_user_{size}"] = grown
+                print(f"  create user with {size} in the org: {grown['req_s']:.0f} req/s, "
+                      f"p99 {grown['p99_ms']:.1f} ms")
         finally:
             inst.stop()
     return results
