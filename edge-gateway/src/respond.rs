@@ -33,12 +33,12 @@ pub const CSP: &str = "default-src 'self'; img-src 'self' blob:; base-uri 'none'
 
 /// The content security policy of every answer but a page or one of the
 /// console's files: the API's JSON, problem documents, profiles,
-/// redirects, event streams. A browser applies it only when
-/// such an answer is opened as a page of its own, and such a page needs
-/// nothing: it may load nothing and be framed by nothing. (The console
-/// fetches these; its own page's policy governs what it does with them.)
-/// Every API client also parses this header on every answer, and it is
-/// ~125 bytes shorter than the console's.
+/// redirects, event streams. A browser applies it only when such an answer
+/// is opened as a page of its own, and such a page needs nothing: it may
+/// load nothing and be framed by nothing. (The console fetches these; its
+/// own page's policy governs what it does with them.) Every API client
+/// also parses this header on every answer, and it is ~125 bytes shorter
+/// than the console's.
 pub const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
 
 /// Headers on every answer, whatever produced it, with the policy `csp`.
@@ -56,8 +56,8 @@ const fn security_headers(csp: &'static str) -> [(HeaderName, &'static str); 5] 
 const X_POWERED_BY: HeaderName = HeaderName::from_static("x-powered-by");
 
 /// Adds the security headers (with the API's policy: the answers finished
-/// here are never pages) and the request id. Anything
-/// that looks like a server banner is removed.
+/// here are never pages) and the request id. Anything that looks like a
+/// server banner is removed.
 pub fn finish(headers: &mut HeaderMap, request_id: &str) {
     for (name, value) in security_headers(API_CSP) {
         headers.insert(name, HeaderValue::from_static(value));
@@ -116,8 +116,8 @@ pub fn bytes(
     } else if content_type == problem::CONTENT_TYPE {
         PROBLEM_HEADERS.clone()
     } else if content_type.starts_with("text/html") {
-        // A page the core makes (the key link's): as strict as the
-        // console's own.
+        // A page the core makes (the key link's, which uses the console's
+        // stylesheet) gets the console's policy.
         with_type(&CONSOLE_HEADERS, content_type)
     } else {
         with_type(&API_HEADERS, content_type)
