@@ -89,7 +89,8 @@ fn base_headers(csp: &'static str, content_type: Option<&'static str>) -> Header
     headers
 }
 
-/// Answers other than JSON and problems; the content type is added to each.
+/// Answers that are neither JSON, problems nor pages (profiles, images);
+/// the content type is added to each.
 static API_HEADERS: LazyLock<HeaderMap> = LazyLock::new(|| base_headers(API_CSP, None));
 /// JSON: almost every answer.
 static JSON_HEADERS: LazyLock<HeaderMap> = LazyLock::new(|| base_headers(API_CSP, Some(JSON)));
