@@ -33,13 +33,15 @@ pub const CSP: &str = "default-src 'self'; img-src 'self' blob:; base-uri 'none'
 
 /// The content security policy of every answer but a page or one of the
 /// console's files: the API's JSON, problem documents, profiles,
-/// redirects, event streams. A browser applies it only when such an answer
-/// is opened as a page of its own, and such a page needs nothing: it may
-/// load nothing and be framed by nothing. (The console fetches these; its
+/// redirects, event streams. It is the policy the request-path issue
+/// names for every answer, word for word: nothing from another origin,
+/// framed by nothing. A browser applies it only when such an answer is
+/// opened as a page of its own, and such a document (JSON, text, served
+/// with `nosniff`) runs nothing anyway. (The console fetches these; its
 /// own page's policy governs what it does with them.) Every API client
 /// also parses this header on every answer, and it is ~125 bytes shorter
 /// than the console's.
-pub const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
+pub const API_CSP: &str = "default-src 'self'; frame-ancestors 'none'";
 
 /// Headers on every answer, whatever produced it, with the policy `csp`.
 const fn security_headers(csp: &'static str) -> [(HeaderName, &'static str); 5] {

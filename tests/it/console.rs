@@ -115,7 +115,7 @@ async fn changes_stream_to_consoles_and_the_session_comes_back() {
     assert_eq!(h["cache-control"], "no-store");
     assert_eq!(
         h["content-security-policy"],
-        "default-src 'none'; frame-ancestors 'none'"
+        "default-src 'self'; frame-ancestors 'none'"
     );
     assert!(h.get("content-length").is_none(), "streamed, not buffered");
     let mut admin_stream = response.bytes_stream();
