@@ -5,6 +5,8 @@
 //! so the edge can run "bytes → `T` → checked → canonical bytes" for whatever
 //! type a route names, without knowing the type.
 
+mod compact;
+
 use std::borrow::Cow;
 
 use schemars::{JsonSchema, Schema, SchemaGenerator};
@@ -158,12 +160,11 @@ fn filter_response<T: DeserializeOwned + Serialize>(bytes: &[u8]) -> Result<Vec<
     encode(&value, bytes.len()).map_err(|e| e.to_string())
 }
 
-/// `value` as compact JSON, in a buffer sized for about `hint` bytes (the
-/// document it was parsed from), so that it is not regrown on the way.
+/// `value` as compact JSON (serde_json's bytes, written by [`compact`]), in
+/// a buffer sized for about `hint` bytes (the document it was parsed from),
+/// so that it is not regrown on the way.
 fn encode<T: Serialize>(value: &T, hint: usize) -> serde_json::Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(hint + hint / 8 + 16);
-    serde_json::to_writer(&mut out, value)?;
-    Ok(out)
+    compact::to_vec(value, hint + hint / 8 + 16)
 }
 
 /// Parses all of `bytes` as one `T`. Plain `serde_json` first: tracking the
