@@ -81,9 +81,10 @@ macro_rules! string_newtype {
 
 fn no_control_chars(value: &str) -> Result<(), InvalidValue> {
     // By bytes for ASCII, where `char::is_control` is `is_ascii_control`,
-    // without decoding; by characters otherwise.
+    // without decoding; by characters otherwise. A fold has no early exit,
+    // so the compiler tests many bytes at a time.
     let control = if value.is_ascii() {
-        value.bytes().any(|b| b.is_ascii_control())
+        value.bytes().fold(false, |any, b| any | b.is_ascii_control())
     } else {
         value.chars().any(char::is_control)
     };
