@@ -487,10 +487,20 @@ mod tests {
         ] {
             assert!(plain_ascii_email(good), "{good}");
         }
+        // Labels of 63 in domains longer than 63.
+        let (d63, e63, e64) = ("d".repeat(63), "e".repeat(63), "e".repeat(64));
+        assert!(plain_ascii_email(&format!("u@{d63}.{e63}.com")));
+        assert!(!plain_ascii_email(&format!("u@{d63}.{e64}.com")));
         for other in [
             "a@-b.com",
             "a@b-.com",
             "a@b..com",
+            "a@b.-com",
+            "a@b.com-",
+            "a@b.com.",
+            "a@.b.com",
+            "a@-",
+            "a@.",
             "@b.com",
             "a@",
             "a b@c.com",
@@ -510,6 +520,14 @@ mod tests {
         // The fast path may only accept what `validator` accepts.
         #[test]
         fn fast_email_path_accepts_only_what_validator_does(value in "[a-zA-Z0-9.@_+'!-]{0,12}(@[a-z0-9.-]{0,70})?") {
+            use validator::ValidateEmail;
+            if plain_ascii_email(&value) {
+                proptest::prop_assert!(value.validate_email(), "{}", value);
+            }
+        }
+
+        #[test]
+        fn fast_email_path_accepts_only_what_validator_does_on_any_ascii(value in "[ -~]{0,24}@[ -~]{0,24}") {
             use validator::ValidateEmail;
             if plain_ascii_email(&value) {
                 proptest::prop_assert!(value.validate_email(), "{}", value);
