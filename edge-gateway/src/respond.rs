@@ -59,7 +59,7 @@ const X_POWERED_BY: HeaderName = HeaderName::from_static("x-powered-by");
 
 /// The request id's header, as a name made once: inserting by `&str`
 /// parses the name and, for a name `http` does not know, copies it into a
-/// new allocation on every answer (~900 instructions; docs/performance.md).
+/// new allocation on every answer (~430 instructions; docs/performance.md).
 const PUBLIC_REQUEST_ID: HeaderName = HeaderName::from_static(schemas::wire::PUBLIC_REQUEST_ID);
 
 /// Adds the security headers (with the API's policy: the answers finished
